@@ -1,0 +1,5 @@
+import sys
+
+from destiny.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Command-line front end (``destiny``); see destiny.cli.main."""

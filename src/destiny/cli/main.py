@@ -1,0 +1,75 @@
+"""The ``destiny`` command: one subcommand a module, errors as one line and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import warnings
+
+from destiny import __version__
+from destiny.errors import DestinyError
+
+# Each module destiny.cli.<name> defines register(subparsers), which adds its parser and sets
+# `run` (a function of the parsed arguments returning an exit status) as a default.
+COMMANDS = (
+    "check",
+    "generate",
+    "synth",
+    "convert",
+    "train",
+    "predict",
+    "evaluate",
+    "encode",
+    "fingerprint",
+    "quickstart",
+    "plot",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="destiny",
+        description="Deep learning on large sparse data (DSSTNE-compatible).",
+    )
+    parser.add_argument("--version", action="version", version=f"destiny {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"destiny.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"destiny.cli.{name}":
+                continue  # command not built yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"destiny: warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    previous = warnings.showwarning
+    warnings.showwarning = _show_warning
+    try:
+        status = args.run(args)
+    except DestinyError as exc:
+        print(f"destiny {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # missing file, unwritable path, disk full: the OS says which
+        where = f" '{exc.filename}'" if getattr(exc, "filename", None) else ""
+        print(f"destiny {args.command}: error:{where} {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"destiny {args.command}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        warnings.showwarning = previous
+    return int(status or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

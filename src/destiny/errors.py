@@ -1,0 +1,46 @@
+"""Every exception and warning Destiny raises on purpose.
+
+Each subclasses the builtin a Python user would try first (``ValueError`` for bad
+input, ``RuntimeError`` for a failing resource), so ``except ValueError`` keeps
+working, and ``DestinyError`` catches them all. Messages say what is wrong, where
+(file, JSON path, line, variable) and how to fix it; the CLI prints them as one
+line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+
+class DestinyError(Exception):
+    """Base class of Destiny's own errors."""
+
+
+class ConfigError(DestinyError, ValueError):
+    """A network description (JSON) or an option that overrides it is invalid."""
+
+
+class DataError(DestinyError, ValueError):
+    """A dataset, index file or text file is malformed or does not fit the network."""
+
+
+class NetworkFileError(DestinyError, ValueError):
+    """A network (weights) file is malformed, foreign or inconsistent with its config."""
+
+
+class UsageError(DestinyError, ValueError):
+    """Arguments of a call or a command line do not make sense together."""
+
+
+class ResourceError(DestinyError, RuntimeError):
+    """A resource ran out or is unavailable: GPU memory, disk space, a device."""
+
+
+class NumericalError(DestinyError, FloatingPointError):
+    """Training produced NaN or infinite values."""
+
+
+class ConfigWarning(UserWarning):
+    """A network description uses a spelling DSSTNE's docs use but its parser rejects."""
+
+
+class DataWarning(UserWarning):
+    """Input data had something Destiny repaired or skipped (a duplicate, an empty line)."""

@@ -1,0 +1,1 @@
+"""Files in and out: atomic writes, and network files in DSSTNE's NetCDF layout."""
