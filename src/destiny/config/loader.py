@@ -23,10 +23,13 @@ from destiny.config.schema import LayerConfig, NetworkConfig
 from destiny.errors import ConfigError
 
 
-class _Pairs(list):
+class _Pairs:
     """A JSON object as its (key, value) pairs, so duplicate keys can be reported."""
 
-    pairs = True
+    __slots__ = ("pairs",)
+
+    def __init__(self, pairs: list[tuple[str, Any]]):
+        self.pairs = pairs
 
 
 def load_config(path: str | os.PathLike) -> NetworkConfig:
@@ -137,7 +140,7 @@ _NETWORK_KEYS = {k for k in _spellings(NetworkConfig)}
 
 def _items(value: Any, at: Place, what: str) -> list[tuple[str, Any]]:
     if isinstance(value, _Pairs):
-        return list(value)
+        return value.pairs
     if isinstance(value, dict):
         return list(value.items())
     raise at.error(f"must be {what}; got {describe(value)}")
@@ -234,19 +237,16 @@ def _parse_network(document: Any, at: Place) -> NetworkConfig:
 
 def _parse_layer(obj: Any, at: Place, index: int, count: int) -> LayerConfig:
     kind, pooling_kind = _layer_kind(obj, at, index, count)  # DSSTNE also reads Kind first
+    layer_name = _layer_name(obj, at) or f"{kind.json}{index}"
+    at = at.in_layer(layer_name)
     found = _read_keys(obj, LayerConfig, at, kind)
-    layer_name = None
-    if "name" in found:
-        raw, where = found["name"]
-        layer_name = f.name(raw, where)
-    layer_name = layer_name or f"{kind.json}{index}"
     values: dict[str, Any] = {"kind": kind, "name": layer_name}
     for name, (raw, where) in found.items():
         if name in ("kind", "name"):
             continue
-        values[name] = _parse_value(LayerConfig, name, raw, where.in_layer(layer_name))
+        values[name] = _parse_value(LayerConfig, name, raw, where)
     if pooling_kind:
-        where = at.child("Type").in_layer(layer_name)
+        where = at.child("Type")
         if values.setdefault("type", LayerType.POOLING) != LayerType.POOLING:
             raise where.error(f"'Kind' is \"Pooling\" but 'Type' is {values['type'].json!r}; "
                               "write \"Kind\": \"Hidden\", \"Type\": \"Pooling\"")
@@ -265,6 +265,11 @@ def _layer_kind(obj: Any, at: Place, index: int, count: int) -> tuple[LayerKind,
                    "write \"Kind\": \"Hidden\", \"Type\": \"Pooling\"")
         return LayerKind.HIDDEN, True
     return f.enum_of(LayerKind)(raw, where), False
+
+
+def _layer_name(obj: Any, at: Place) -> str | None:
+    given = [value for key, value in _items(obj, at, "a layer object {...}") if str(key).lower() == "name"]
+    return f.name(given[0], at.child("Name")) if given else None
 
 
 def _default_sources(layers: tuple[LayerConfig, ...]) -> None:

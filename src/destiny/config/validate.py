@@ -31,9 +31,6 @@ def validate(config: NetworkConfig, source: str = "<config>") -> None:
     if LayerKind.INPUT not in kinds:
         raise top.child("Layers").error("has no Input layer; the first layer is Input by default, "
                                         "or give \"Kind\": \"Input\"")
-    if LayerKind.OUTPUT not in kinds:
-        raise top.child("Layers").error("has no Output layer; the last layer is Output by default, "
-                                        "or give \"Kind\": \"Output\"")
     for i, layer in enumerate(config.layers):
         at = top.child("Layers").child(i).in_layer(layer.name)
         _check_layer(config, layer, at, names)
