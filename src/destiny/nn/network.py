@@ -1,0 +1,301 @@
+"""A network built from a NetworkConfig: parameters, forward pass, loss.
+
+Layers run in topological order. A layer's pre-activation sums, over its sources, the source
+times its weight matrix plus that matrix's bias (DSSTNE keeps one bias per matrix), plus its
+Skip layers; BatchNormalization, DeltaNorm, the activation and dropout follow. A sparse input
+is never densified: ``sparse_linear`` gathers the weight rows of its features and its weight
+gradient holds only those rows. The loss of an output layer is computed from its
+pre-activations against sparse or dense targets without a dense target tensor.
+
+Randomness (dropout, denoising) comes from counter-based streams keyed by (seed, epoch, step,
+layer), so a run is reproducible and a resumed run draws the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+
+from destiny.config import Activation, LayerConfig, LayerKind, LayerType, NetworkConfig
+from destiny.config.shapes import WeightSpec, batch_norm_size, resolve_shapes, weight_specs
+from destiny.errors import ConfigError, DataError
+from destiny.nn.activations import ActivationSpec, activate
+from destiny.nn.init import init_weight
+from destiny.nn.losses import LossSpec
+from destiny.ops import functional as ops
+from destiny.ops.random import stream_seed
+from destiny.ops.sparse import SparseBatch
+
+BN_EPSILON = 1e-5  # cuDNN's CUDNN_BN_MIN_EPSILON, as DSSTNE
+PENALTY_CLAMP = (1e-6, 0.999999)  # DSSTNE's MIN_ACTIVATION / MAX_ACTIVATION
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Where the random numbers of one training step come from."""
+
+    seed: int
+    epoch: int
+    step: int
+
+    def seed_for(self, purpose: str, layer: str) -> int:
+        return stream_seed(self.seed, purpose, self.epoch, self.step, layer)
+
+
+class _ClipRowGrad(torch.autograd.Function):
+    """Identity forward; backward rescales each example's gradient to norm ≤ max_norm / batch
+    (DSSTNE's DeltaNorm on the delta, which is batch × the gradient of the mean loss)."""
+
+    @staticmethod
+    def forward(ctx, z, max_norm):
+        ctx.max_norm = max_norm
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, grad):
+        limit = ctx.max_norm / grad.shape[0]
+        norms = grad.flatten(1).norm(dim=1).clamp(min=1e-30)
+        scale = torch.clamp(limit / norms, max=1.0).view(-1, *([1] * (grad.dim() - 1)))
+        return grad * scale, None
+
+
+class Network(torch.nn.Module):
+    """The parameters and computation of a DSSTNE network description.
+
+    dims: every layer's unit dimensions (``destiny.config.shapes.resolve_shapes``).
+    seed: initial weights and all training randomness derive from it.
+    """
+
+    def __init__(self, config: NetworkConfig, dims: Mapping[str, tuple[int, ...]], *, seed: int = 12134,
+                 dtype: torch.dtype = torch.float32, source: str = "<config>"):
+        super().__init__()
+        for i, layer in enumerate(config.layers):
+            if layer.type != LayerType.FULLY_CONNECTED and layer.kind != LayerKind.INPUT:
+                raise ConfigError(f"{source}: Layers[{i}] (layer '{layer.name}'): {layer.type.json} layers "
+                                  "are not supported by this version of Destiny's engine yet; "
+                                  "`destiny check` lists such networks")
+        self.config = config
+        self.dims = {name: tuple(d) for name, d in dims.items()}
+        self.specs: list[WeightSpec] = weight_specs(config, self.dims, source)
+        self.seed = seed
+        self.order = config.topological_order()
+        self.units = {name: math.prod(d) for name, d in self.dims.items()}
+        self.activation = {l.name: ActivationSpec.of(config, l) for l in config.layers if l.kind != LayerKind.INPUT}
+        self.loss_spec = {l.name: LossSpec.of(config, l, source) for l in config.output_layers}
+        self._spec_of = {(s.input_layer, s.output_layer): s for s in self.specs}
+        self.weights = torch.nn.ParameterDict()
+        self.biases = torch.nn.ParameterDict()
+        for spec in self.specs:
+            layer = config.layer(spec.output_layer)
+            if not spec.shared_from:
+                fan_in, fan_out = spec.shape[0], spec.shape[1]
+                w = init_weight(spec.shape, layer.weight_init, fan_in, fan_out, seed, f"w{spec.index}", dtype)
+                self.weights[f"w{spec.index}"] = torch.nn.Parameter(w)
+            bias = torch.full((spec.bias_size,), layer.weight_init.bias, dtype=dtype)
+            self.biases[f"b{spec.index}"] = torch.nn.Parameter(bias)
+        self.bn_scale = torch.nn.ParameterDict()
+        self.bn_shift = torch.nn.ParameterDict()
+        for layer in config.layers:
+            size = batch_norm_size(layer, self.dims.get(layer.name))
+            if size:
+                self.bn_scale[layer.name] = torch.nn.Parameter(torch.ones(size, dtype=dtype))
+                self.bn_shift[layer.name] = torch.nn.Parameter(torch.zeros(size, dtype=dtype))
+                self.register_buffer(f"bn_mean_{layer.name}", torch.zeros(size, dtype=dtype))
+                self.register_buffer(f"bn_var_{layer.name}", torch.ones(size, dtype=dtype))
+                self.register_buffer(f"bn_calls_{layer.name}", torch.zeros((), dtype=torch.int64))
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: NetworkConfig, dataset_dims: Mapping[str, tuple[int, ...]] | None = None,
+                    **kwargs) -> "Network":
+        """Build from a config; ``dataset_dims`` gives the dimensions of the datasets of
+        "auto" layers, by dataset name."""
+        source = kwargs.get("source", "<config>")
+        dims = resolve_shapes(config, dataset_dims or {}, source=source)
+        return cls(config, dims, **kwargs)
+
+    # -- parameters ---------------------------------------------------------------------------
+
+    def weight(self, spec: WeightSpec) -> torch.Tensor:
+        """The (input units, output units) matrix of a spec, following shared weights."""
+        if spec.shared_from:
+            owner = self._spec_of[spec.shared_from]
+            w = self.weights[f"w{owner.index}"]
+            return w.t() if spec.transposed else w
+        return self.weights[f"w{spec.index}"]
+
+    def bias(self, spec: WeightSpec) -> torch.Tensor:
+        return self.biases[f"b{spec.index}"]
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.biases.values())).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(iter(self.biases.values())).dtype
+
+    def input_layers(self) -> list[LayerConfig]:
+        return self.config.input_layers
+
+    def output_layers(self) -> list[LayerConfig]:
+        return self.config.output_layers
+
+    # -- forward ------------------------------------------------------------------------------
+
+    def forward(self, inputs: Mapping[str, SparseBatch | torch.Tensor], noise: Noise | None = None,
+                stop_at: set[str] | None = None) -> dict[str, torch.Tensor | SparseBatch]:
+        """Values of every layer, by name: Input layers their (possibly denoised) batch,
+        hidden layers their activations (after dropout when ``noise`` is given, i.e. in
+        training), Output layers their pre-activations. ``stop_at``: compute only these
+        layers and what they need."""
+        values: dict[str, torch.Tensor | SparseBatch] = {}
+        needed = self._needed(stop_at) if stop_at else None
+        for layer in self.order:
+            if needed is not None and layer.name not in needed:
+                continue
+            if layer.kind == LayerKind.INPUT:
+                values[layer.name] = self._input(layer, inputs, noise)
+            else:
+                values[layer.name] = self._layer(layer, values, noise)
+        return values
+
+    def _needed(self, targets: set[str]) -> set[str]:
+        needed, todo = set(), list(targets)
+        while todo:
+            name = todo.pop()
+            if name not in needed:
+                needed.add(name)
+                layer = self.config.layer(name)
+                todo.extend(layer.sources)
+                todo.extend(layer.skips)
+        return needed
+
+    def _input(self, layer: LayerConfig, inputs, noise: Noise | None):
+        if layer.name not in inputs:
+            raise DataError(f"no data for input layer '{layer.name}' (dataset '{layer.dataset}')")
+        x = inputs[layer.name]
+        if isinstance(x, SparseBatch):
+            if x.n_features != self.units[layer.name]:
+                raise DataError(f"input layer '{layer.name}' has {self.units[layer.name]} units but its "
+                                f"data has {x.n_features} features; the dataset does not fit this network")
+            p = self.config.denoising.p
+            if noise is not None and p > 0 and layer.sparse:
+                x = ops.denoise(x, p, noise.seed_for("denoise", layer.name))
+            return x
+        x = x.to(self.dtype).flatten(1)
+        if x.shape[1] != self.units[layer.name]:
+            raise DataError(f"input layer '{layer.name}' has {self.units[layer.name]} units but its data "
+                            f"has {x.shape[1]} values per example")
+        if noise is not None and layer.p_dropout > 0:
+            x = ops.dropout(x, layer.p_dropout, noise.seed_for("dropout", layer.name))
+        return x
+
+    def _layer(self, layer: LayerConfig, values, noise: Noise | None) -> torch.Tensor:
+        z = None
+        for src in layer.sources:
+            spec = self._spec_of[(src, layer.name)]
+            x, w = values[src], self.weight(spec)
+            term = ops.sparse_linear(x, w, self.bias(spec)) if isinstance(x, SparseBatch) else \
+                torch.addmm(self.bias(spec), x, w)
+            z = term if z is None else z + term
+        for skip in layer.skips:
+            z = z + values[skip]
+        if layer.batch_norm:
+            z = self._batch_norm(layer, z, training=noise is not None)
+        if layer.delta_norm > 0 and noise is not None:
+            z = _ClipRowGrad.apply(z, layer.delta_norm)
+        if layer.kind == LayerKind.OUTPUT:
+            return z
+        a = activate(z, self.activation[layer.name])
+        if noise is not None and layer.p_dropout > 0:
+            a = self._dropout(layer, a, noise)
+        return a
+
+    def _batch_norm(self, layer: LayerConfig, z: torch.Tensor, training: bool) -> torch.Tensor:
+        calls = getattr(self, f"bn_calls_{layer.name}")
+        momentum = 1.0 / (1.0 + float(calls)) if training else 0.0  # cumulative average, as DSSTNE
+        out = F.batch_norm(z, getattr(self, f"bn_mean_{layer.name}"), getattr(self, f"bn_var_{layer.name}"),
+                           self.bn_scale[layer.name], self.bn_shift[layer.name], training=training,
+                           momentum=momentum, eps=BN_EPSILON)
+        if training:
+            calls += 1
+        return out
+
+    def _dropout(self, layer: LayerConfig, a: torch.Tensor, noise: Noise) -> torch.Tensor:
+        seed = noise.seed_for("dropout", layer.name)
+        act = self.activation[layer.name]
+        if act.kind in (Activation.ELU, Activation.SELU):
+            lam = act.lam if act.kind == Activation.SELU else 1.0
+            return ops.alpha_dropout(a, layer.p_dropout, seed, saturation=-lam * act.alpha)
+        return ops.dropout(a, layer.p_dropout, seed)
+
+    # -- losses and predictions ---------------------------------------------------------------
+
+    def loss(self, inputs, targets: Mapping[str, SparseBatch | torch.Tensor], noise: Noise | None = None
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Summed loss over the batch and its parts: each output layer's error and the
+        sparseness penalty. Differentiate ``total / batch`` for DSSTNE's gradient."""
+        values = self.forward(inputs, noise)
+        parts: dict[str, torch.Tensor] = {}
+        for layer in self.output_layers():
+            if layer.name not in targets:
+                raise DataError(f"no targets for output layer '{layer.name}' (dataset '{layer.dataset}')")
+            target = targets[layer.name]
+            n = target.n_features if isinstance(target, SparseBatch) else math.prod(target.shape[1:])
+            if n != self.units[layer.name]:
+                raise DataError(f"output layer '{layer.name}' has {self.units[layer.name]} units but its "
+                                f"targets have {n}; the dataset does not fit this network")
+            parts[layer.name] = ops.output_loss(values[layer.name], target, self.loss_spec[layer.name]).sum()
+        penalty = self._sparseness_penalty(values) if noise is not None else None
+        if penalty is not None:
+            parts["SparsenessPenalty"] = penalty
+        total = torch.stack(list(parts.values())).sum()
+        return total, parts
+
+    def _sparseness_penalty(self, values) -> torch.Tensor | None:
+        """β·KL(p‖ρ̂) per sparse hidden unit, ρ̂ its mean activation over the batch; times the
+        batch so that its gradient per example is DSSTNE's delta term."""
+        total = None
+        for layer in self.config.layers:
+            if layer.kind != LayerKind.HIDDEN or not layer.sparse:
+                continue
+            pen = self.config.sparseness_penalty_of(layer)
+            if pen.beta <= 0:
+                continue
+            a = values[layer.name]
+            rho = a.mean(0).clamp(*PENALTY_CLAMP)
+            p = min(max(pen.p, PENALTY_CLAMP[0]), PENALTY_CLAMP[1])
+            kl = p * torch.log(p / rho) + (1 - p) * torch.log((1 - p) / (1 - rho))
+            term = pen.beta * a.shape[0] * kl.sum()
+            total = term if total is None else total + term
+        return total
+
+    @torch.no_grad()
+    def predict(self, inputs, layers: list[str] | None = None) -> dict[str, torch.Tensor]:
+        """Activations of the output layers (or of ``layers``) for a batch, in evaluation mode."""
+        wanted = layers or [layer.name for layer in self.output_layers()]
+        values = self.forward(inputs, None, stop_at=set(wanted))
+        out = {}
+        for name in wanted:
+            value = values[name]
+            layer = self.config.layer(name)
+            if layer.kind == LayerKind.OUTPUT:
+                value = activate(value, self.activation[name])
+            out[name] = value
+        return out
+
+    @torch.no_grad()
+    def apply_weight_norms(self) -> None:
+        """DSSTNE's WeightNorm: rescale each output unit's incoming weight vector to norm ≤ limit."""
+        for spec in self.specs:
+            limit = self.config.layer(spec.output_layer).weight_norm
+            if limit > 0 and not spec.shared_from:
+                w = self.weights[f"w{spec.index}"]
+                norms = w.norm(dim=0).clamp(min=1e-30)
+                w.mul_(torch.clamp(limit / norms, max=1.0))

@@ -1,0 +1,65 @@
+"""Counter-based random numbers that are the same on every device and in every kernel.
+
+Philox4x32-10 (Salmon et al., SC'11) exactly as Triton's ``tl.randint4x`` computes it, written
+in plain torch int64 arithmetic: the uniform numbers depend only on (seed, offset), never on
+thread scheduling, batch layout or device. Dropout, denoising and shuffling draw from streams
+keyed by (run seed, purpose, epoch, step, layer), so a resumed run draws the same numbers, and a
+fused Triton kernel using ``tl.rand4x(seed, offset)`` reproduces the reference bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import torch
+
+_MASK32 = 0xFFFFFFFF
+_KEY_A, _KEY_B = 0x9E3779B9, 0xBB67AE85
+_ROUND_A, _ROUND_B = 0xD2511F53, 0xCD9E8D57
+_SCALE = 4.6566127342e-10  # 2**-31, Triton's uint_to_uniform_float
+
+
+def stream_seed(*key: int | str) -> int:
+    """A 63-bit seed for one stream, from a key such as (seed, "dropout", epoch, step, layer)."""
+    text = "\x1f".join(str(k) for k in key).encode()
+    return struct.unpack("<Q", hashlib.blake2b(text, digest_size=8).digest())[0] & ((1 << 63) - 1)
+
+
+def _mulhilo(a: int, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """High and low 32 bits of a·b for a constant a < 2**32 and int64 b < 2**32. The 64-bit
+    product wraps in int64 (two's complement), which keeps all 64 bits."""
+    product = b * a
+    return (product >> 32) & _MASK32, product & _MASK32
+
+
+def philox4x32(seed: int, counter: torch.Tensor, rounds: int = 10) -> tuple[torch.Tensor, ...]:
+    """Four uint32 words (as int64 tensors) for each int64 ``counter`` value: Triton's
+    ``randint4x(seed, counter)`` with counter = (counter lo, counter hi, 0, 0)."""
+    c0 = counter & _MASK32
+    c1 = (counter >> 32) & _MASK32
+    c2 = torch.zeros_like(c0)
+    c3 = torch.zeros_like(c0)
+    k0, k1 = seed & _MASK32, (seed >> 32) & _MASK32
+    for _ in range(rounds):
+        hi_b, lo_b = _mulhilo(_ROUND_B, c2)
+        hi_a, lo_a = _mulhilo(_ROUND_A, c0)
+        c0, c1, c2, c3 = hi_b ^ c1 ^ k0, lo_b, hi_a ^ c3 ^ k1, lo_a
+        k0 = (k0 + _KEY_A) & _MASK32
+        k1 = (k1 + _KEY_B) & _MASK32
+    return c0, c1, c2, c3
+
+
+def _to_uniform(x: torch.Tensor) -> torch.Tensor:
+    x = torch.where(x >= 1 << 31, x - (1 << 32), x)  # the int32 bit pattern
+    x = torch.where(x < 0, -x - 1, x)
+    return x.to(torch.float32) * _SCALE
+
+
+def uniform(seed: int, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``n`` float32 uniforms in [0, 1): element i is word (i % 4) of philox(seed, i // 4),
+    as ``tl.rand4x(seed, offsets)`` lays them out for offsets = i // 4."""
+    blocks = (n + 3) // 4
+    counter = torch.arange(blocks, dtype=torch.int64, device=device)
+    words = torch.stack(philox4x32(seed, counter), dim=1)  # (blocks, 4)
+    return _to_uniform(words.reshape(-1)[:n])

@@ -1,0 +1,113 @@
+"""Pure-torch references of Destiny's sparse ops: the spec of every fused kernel, and the path
+that runs on CPU (and on GPU where no kernel exists).
+
+Everything here is deterministic on CPU: sums run in a fixed order (embedding_bag sums each
+example's rows in order; the sparse weight gradient is a CSR × dense product with one
+output row per feature; per-example losses are segment sums over CSR rows).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from destiny.config import Activation, ErrorFunction
+from destiny.nn.losses import LossSpec, Outputs, element_loss
+from destiny.ops.random import uniform
+from destiny.ops.sparse import SparseBatch
+
+
+def sparse_linear_ref(batch: SparseBatch, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x @ W (+ b) for sparse x: each example sums the weight rows of its features, scaled by
+    their values. weight: (n_features, units); returns (batch, units). Reads nnz rows of W:
+    nnz·units·4 bytes, 2·nnz·units FLOPs; never touches the other rows."""
+    values = None if batch.values is None else batch.values.to(weight.dtype)
+    out = F.embedding_bag(batch.indices, weight, batch.offsets[:-1], mode="sum",
+                          per_sample_weights=values, include_last_offset=False)
+    return out if bias is None else out + bias
+
+
+def sparse_weight_grad_ref(batch: SparseBatch, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradient of x @ W with respect to W, only for the features present in the batch.
+
+    Returns (features, rows): features (U,) int64, sorted and unique; rows (U, units) with
+    rows[u] = Σ over the nonzeros k of feature u of value_k · grad_out[example of k], summed in
+    example order. Computed as Xᵀ (U × batch, CSR) @ grad_out: no (nnz × units) temporary.
+    """
+    order = torch.argsort(batch.indices, stable=True)
+    features, counts = torch.unique_consecutive(batch.indices[order], return_counts=True)
+    crow = torch.zeros(features.numel() + 1, dtype=torch.int64, device=batch.device)
+    torch.cumsum(counts, 0, out=crow[1:])
+    col = batch.rows()[order]
+    val = batch.values_or_ones(grad_out.dtype)[order]
+    with warnings.catch_warnings():  # "CSR support is in beta": the product below is long stable
+        warnings.simplefilter("ignore", UserWarning)
+        transposed = torch.sparse_csr_tensor(crow, col, val, size=(features.numel(), batch.batch_size),
+                                             check_invariants=False)
+        return features, transposed @ grad_out
+
+
+def row_sums(values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
+    """(batch,) sums of per-nonzero values over each example's nonzeros, in order."""
+    return torch.segment_reduce(values, "sum", lengths=batch.lengths, unsafe=True)
+
+
+def output_loss_ref(z: torch.Tensor, target: SparseBatch | torch.Tensor, spec: LossSpec) -> torch.Tensor:
+    """Per-example loss (batch,) of an output layer with pre-activations z (batch, units).
+
+    Sparse targets: every unit is scored as a zero target, then only the nonzero targets are
+    corrected (DSSTNE's two-pass trick): one pass over z, no dense target tensor. Indicator
+    targets are 1 (1/#targets of the example for SoftMax + CrossEntropy, so the target is a
+    distribution). With ignore_zero (DSSTNE's SparseIgnoreZero) only nonzero targets count.
+    Per-example data weights multiply the loss. The gradient of the sum is DSSTNE's delta.
+    """
+    out = Outputs(z, spec)
+    if isinstance(target, torch.Tensor):
+        loss = element_loss(out, target, spec)
+        loss = loss.flatten(1).sum(1)
+        return loss
+    rows, cols = target.rows(), target.indices
+    t = target.values_or_ones(z.dtype)
+    if target.values is None and out.kind == Activation.SOFTMAX and spec.error_function == ErrorFunction.CROSS_ENTROPY:
+        t = t / target.lengths.clamp(min=1).to(z.dtype)[rows]
+    picked = out.gather(rows, cols)
+    correction = element_loss(picked, t, spec)
+    if target.ignore_zero:
+        loss = row_sums(correction, target)
+    else:
+        correction = correction - element_loss(picked, 0.0, spec)
+        loss = element_loss(out, 0.0, spec).sum(1) + row_sums(correction, target)
+    if target.weights is not None:
+        loss = loss * target.weights.to(loss.dtype)
+    return loss
+
+
+def dropout_ref(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
+    """Inverted dropout: each element is kept when its uniform u ≥ p and scaled by 1/(1-p).
+    The uniforms are ``destiny.ops.random.uniform(seed, x.numel())`` in x's row-major order."""
+    keep = uniform(seed, x.numel(), x.device).view_as(x) >= p
+    return torch.where(keep, x * (1.0 / (1.0 - p)), torch.zeros_like(x))
+
+
+def alpha_dropout_ref(x: torch.Tensor, p: float, seed: int, saturation: float) -> torch.Tensor:
+    """Alpha dropout for ELU/SELU layers (Klambauer et al. 2017): dropped units take the
+    activation's negative saturation value, then an affine map keeps mean and variance."""
+    q = 1.0 - p
+    keep = uniform(seed, x.numel(), x.device).view_as(x) >= p
+    a = (q + saturation * saturation * p * q) ** -0.5
+    b = -a * saturation * p
+    return a * torch.where(keep, x, torch.full_like(x, saturation)) + b
+
+
+def denoise_ref(batch: SparseBatch, p: float, seed: int) -> SparseBatch:
+    """Denoising of a sparse input: each nonzero is dropped when its uniform u < p; kept values
+    are scaled by 1/(1-p) (DSSTNE's denoising q). Returns a new batch with fewer nonzeros."""
+    keep = uniform(seed, batch.nnz, batch.device) >= p
+    rows = batch.rows()[keep]
+    lengths = torch.bincount(rows, minlength=batch.batch_size)
+    offsets = torch.zeros_like(batch.offsets)
+    torch.cumsum(lengths, 0, out=offsets[1:])
+    values = batch.values_or_ones(torch.float32)[keep] * (1.0 / (1.0 - p))
+    return SparseBatch(offsets, batch.indices[keep], values, batch.n_features, batch.weights, batch.ignore_zero)

@@ -1,0 +1,1 @@
+"""Training: DSSTNE's optimizers, the Trainer, checkpoints, fingerprints."""

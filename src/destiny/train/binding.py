@@ -1,0 +1,73 @@
+"""Datasets bound to a network's Input and Output layers (matched by DataSet name, as DSSTNE
+does) and held on the training device, ready to gather batches of examples."""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from destiny.errors import DataError
+from destiny.ops.sparse import SparseBatch, SparseRows
+
+
+class DenseRows:
+    """A dense dataset (examples × values) held on one device."""
+
+    def __init__(self, dataset, device: torch.device, dtype: torch.dtype):
+        data = np.asarray(dataset.data)
+        self.n_examples = data.shape[0]
+        self.n_features = math.prod(data.shape[1:])
+        tensor = torch.as_tensor(data, device=device)
+        self.data = tensor.to(dtype) if tensor.dtype != torch.uint8 else tensor
+        self.dtype = dtype
+
+    def take(self, examples: torch.Tensor) -> torch.Tensor:
+        rows = self.data.index_select(0, examples.to(self.data.device))
+        if rows.dtype == torch.uint8:  # DSSTNE normalises byte images to x/256 - 0.5
+            rows = rows.to(self.dtype) / 256.0 - 0.5
+        return rows
+
+
+def _rows(dataset, device, dtype):
+    return SparseRows(dataset, device, dtype) if hasattr(dataset, "offsets") else DenseRows(dataset, device, dtype)
+
+
+class Binding:
+    """The datasets of one network by layer: ``inputs`` and ``targets`` (layer name → rows)."""
+
+    def __init__(self, network, datasets: Mapping[str, object], *, device: torch.device,
+                 with_targets: bool = True, what: str = "training data"):
+        self.inputs: dict[str, SparseRows | DenseRows] = {}
+        self.targets: dict[str, SparseRows | DenseRows] = {}
+        layers = list(network.input_layers()) + (list(network.output_layers()) if with_targets else [])
+        counts = {}
+        for layer in layers:
+            if layer.dataset not in datasets:
+                raise DataError(f"{what}: layer '{layer.name}' reads dataset '{layer.dataset}', which is not "
+                                f"among the datasets given ({', '.join(sorted(datasets)) or 'none'}); "
+                                "the DataSet names of the JSON must match the names in the NetCDF files")
+            dataset = datasets[layer.dataset]
+            rows = _rows(dataset, device, network.dtype)
+            if rows.n_features != network.units[layer.name]:
+                raise DataError(f"{what}: dataset '{layer.dataset}' has {rows.n_features} features but layer "
+                                f"'{layer.name}' has {network.units[layer.name]} units; use \"N\": \"auto\" "
+                                "or the dataset the network was built for")
+            (self.inputs if layer in network.input_layers() else self.targets)[layer.name] = rows
+            counts[layer.dataset] = rows.n_examples
+        if len(set(counts.values())) > 1:
+            sizes = ", ".join(f"'{k}' {v}" for k, v in counts.items())
+            raise DataError(f"{what}: the datasets have different numbers of examples ({sizes}); input and "
+                            "output datasets must have one row per example, in the same order")
+        self.n_examples = next(iter(counts.values()))
+
+    def batch(self, examples: torch.Tensor) -> tuple[dict, dict]:
+        inputs = {name: rows.take(examples) for name, rows in self.inputs.items()}
+        targets = {name: rows.take(examples) for name, rows in self.targets.items()}
+        return inputs, targets
+
+
+def batch_size_of(batch: SparseBatch | torch.Tensor) -> int:
+    return batch.batch_size if isinstance(batch, SparseBatch) else batch.shape[0]

@@ -1,0 +1,25 @@
+"""Settings that make every kernel on the training path reproducible, set once per device.
+
+On CPU, Destiny's ops and PyTorch's are deterministic already. On CUDA: cuBLAS needs a fixed
+workspace (CUBLAS_WORKSPACE_CONFIG) for reproducible GEMMs, cuDNN must not benchmark
+algorithms, and PyTorch's deterministic mode turns order-dependent atomics into errors, so a
+nondeterministic op cannot slip into the training path unnoticed.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+_done: set[str] = set()
+
+
+def make_deterministic(device: torch.device, enabled: bool = True) -> None:
+    if not enabled or device.type != "cuda" or "cuda" in _done:
+        return
+    _done.add("cuda")
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=False)

@@ -1,0 +1,203 @@
+"""DSSTNE's seven optimizers with its exact update formulas (reference/dsstne.md §2.1).
+
+In DSSTNE's terms, with g the negative mean gradient of the loss and g' = g − λw − λ₁·sgn(w)
+(weights; biases and batch-norm parameters get g' = g, no regularisation):
+
+    SGD       w += α·g'
+    Momentum  v = μv + α·g';                 w += v
+    Nesterov  v' = μv + α·g';                w += v' + μ(v' − v); v = v'
+    AdaGrad   v += g'²;                      w += α·g' / √max(1e-9, v)
+    RMSProp   v = μv + (1−μ)g'²;             w += α·g' / √max(1e-9, v)
+    AdaDelta  s = μs + (1−μ)g'²; d = √(max(1e-9, v) / max(1e-9, s))·g'; v = μv + (1−μ)d²; w += d
+    Adam      m = μm + (1−μ)g'; s = μ₁s + (1−μ₁)g'²; t = step + 1;
+              w += α·(m / (1−μᵗ)) / (√(s / (1−μ₁ᵗ)) + 1e-8)
+
+α decays as α / (1 + Decay·steps). A row-sparse gradient (the sparse input layer's) is applied
+exactly as the dense formula with g = 0 on the other rows: those rows get only the
+regularisation and state decay, computed without materialising a dense gradient, and skipped
+entirely where that is the identity (SGD and AdaGrad without λ, λ₁).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, fields
+
+import torch
+
+from destiny.errors import UsageError
+
+
+class Optimizer(enum.Enum):
+    SGD = "sgd"
+    MOMENTUM = "momentum"
+    NESTEROV = "nesterov"
+    ADAGRAD = "adagrad"
+    RMSPROP = "rmsprop"
+    ADADELTA = "adadelta"
+    ADAM = "adam"
+
+    @classmethod
+    def parse(cls, text: str) -> "Optimizer":
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            raise UsageError(f"unknown optimizer {text!r}; use one of "
+                             + ", ".join(o.value for o in cls)) from None
+
+
+_STATE = {
+    Optimizer.SGD: (),
+    Optimizer.MOMENTUM: ("velocity",),
+    Optimizer.NESTEROV: ("velocity",),
+    Optimizer.ADAGRAD: ("sum_squares",),
+    Optimizer.RMSPROP: ("mean_squares",),
+    Optimizer.ADADELTA: ("mean_squares", "mean_updates"),
+    Optimizer.ADAM: ("first_moment", "second_moment"),
+}
+
+# DSSTNE's `train` defaults for the SGD family; the adaptive methods get their usual ones.
+_DEFAULTS = {
+    Optimizer.SGD: dict(alpha=0.025, mu=0.5),
+    Optimizer.MOMENTUM: dict(alpha=0.025, mu=0.5),
+    Optimizer.NESTEROV: dict(alpha=0.025, mu=0.5),
+    Optimizer.ADAGRAD: dict(alpha=0.025, mu=0.5),
+    Optimizer.RMSPROP: dict(alpha=0.001, mu=0.9),
+    Optimizer.ADADELTA: dict(alpha=1.0, mu=0.95),
+    Optimizer.ADAM: dict(alpha=0.001, mu=0.9, mu1=0.999),
+}
+
+
+@dataclass
+class Hyperparameters:
+    """alpha: learning rate. lam: L2 (DSSTNE's lambda). lam1: L1. mu, mu1: the optimizer's
+    decay rates (momentum; RMSProp/AdaDelta averaging; Adam's β₁, β₂). decay: the network's
+    Decay. None takes the optimizer's default."""
+
+    alpha: float | None = None
+    lam: float = 0.0001
+    lam1: float = 0.0
+    mu: float | None = None
+    mu1: float | None = None
+    decay: float = 0.0
+
+    def resolved(self, kind: Optimizer) -> "Hyperparameters":
+        defaults = {"alpha": 0.025, "mu": 0.5, "mu1": 0.0, **_DEFAULTS[kind]}
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key, value in defaults.items():
+            if values[key] is None:
+                values[key] = value
+        return Hyperparameters(**values)
+
+
+class DsstneOptimizer:
+    """Updates named parameters in place from their .grad (dense or row-sparse COO).
+
+    regularized: names of the parameters that get λ and λ₁ (the weight matrices).
+    """
+
+    def __init__(self, params: dict[str, torch.nn.Parameter], kind: Optimizer | str,
+                 hyper: Hyperparameters | None = None, regularized: set[str] | None = None):
+        self.kind = Optimizer.parse(kind) if isinstance(kind, str) else kind
+        self.hyper = (hyper or Hyperparameters()).resolved(self.kind)
+        self.params = dict(params)
+        self.regularized = set(regularized if regularized is not None else self.params)
+        self.state: dict[str, dict[str, torch.Tensor]] = {
+            name: {s: torch.zeros_like(p) for s in _STATE[self.kind]} for name, p in self.params.items()}
+        self.steps = 0
+
+    # -- state for checkpoints ----------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        out = {f"{name}.{key}": t for name, st in self.state.items() for key, t in st.items()}
+        out["steps"] = torch.tensor(self.steps, dtype=torch.int64)
+        return out
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        for name, st in self.state.items():
+            for key in st:
+                st[key].copy_(tensors[f"{name}.{key}"])
+        self.steps = int(tensors["steps"])
+
+    # -- the step -----------------------------------------------------------------------------
+
+    def learning_rate(self) -> float:
+        h = self.hyper
+        return h.alpha / (1.0 + h.decay * self.steps) if h.decay > 0 else h.alpha
+
+    @torch.no_grad()
+    def step(self, alpha: float | None = None) -> None:
+        """Apply one update to every parameter with a gradient; ``alpha`` overrides the
+        (decayed) learning rate for this step."""
+        lr = self.learning_rate() if alpha is None else alpha
+        t = self.steps + 1
+        for name, p in self.params.items():
+            grad = p.grad
+            if grad is None:
+                continue
+            reg = name in self.regularized and (self.hyper.lam != 0 or self.hyper.lam1 != 0)
+            state = self.state[name]
+            if grad.is_sparse:
+                self._sparse_step(p.data, state, grad, lr, t, reg)
+            else:
+                self._update(p.data, state, grad, lr, t, reg)
+        self.steps += 1
+
+    def zero_grad(self) -> None:
+        for p in self.params.values():
+            p.grad = None
+
+    def _sparse_step(self, w, state, grad, lr, t, reg) -> None:
+        grad = grad.coalesce()
+        rows, values = grad.indices()[0], grad.values()
+        w_rows = w[rows]
+        state_rows = {k: v[rows] for k, v in state.items()}
+        if reg or self.kind not in (Optimizer.SGD, Optimizer.ADAGRAD):
+            self._update(w, state, None, lr, t, reg)  # every row, with g = 0
+        self._update(w_rows, state_rows, values, lr, t, reg)
+        w[rows] = w_rows
+        for k, v in state.items():
+            v[rows] = state_rows[k]
+
+    def _update(self, w, state, grad, lr, t, reg) -> None:
+        """One update in place; grad None means a zero gradient."""
+        h = self.hyper
+        g = torch.zeros_like(w) if grad is None else -grad.to(w.dtype)  # DSSTNE's g = −gradient
+        if reg:
+            if h.lam:
+                g = g - h.lam * w
+            if h.lam1:
+                g = g - h.lam1 * torch.sign(w)
+        kind = self.kind
+        if kind == Optimizer.SGD:
+            w.add_(g, alpha=lr)
+        elif kind == Optimizer.MOMENTUM:
+            v = state["velocity"]
+            v.mul_(h.mu).add_(g, alpha=lr)
+            w.add_(v)
+        elif kind == Optimizer.NESTEROV:
+            v = state["velocity"]
+            v_new = v * h.mu + lr * g
+            w.add_(v_new + h.mu * (v_new - v))
+            v.copy_(v_new)
+        elif kind == Optimizer.ADAGRAD:
+            v = state["sum_squares"]
+            v.add_(g * g)
+            w.add_(lr * g / torch.sqrt(torch.clamp(v, min=1e-9)))
+        elif kind == Optimizer.RMSPROP:
+            v = state["mean_squares"]
+            v.mul_(h.mu).add_((1 - h.mu) * g * g)
+            w.add_(lr * g / torch.sqrt(torch.clamp(v, min=1e-9)))
+        elif kind == Optimizer.ADADELTA:
+            s, v = state["mean_squares"], state["mean_updates"]
+            s.mul_(h.mu).add_((1 - h.mu) * g * g)
+            d = torch.sqrt(torch.clamp(v, min=1e-9) / torch.clamp(s, min=1e-9)) * g
+            v.mul_(h.mu).add_((1 - h.mu) * d * d)
+            w.add_(d)
+        else:  # Adam
+            m, s = state["first_moment"], state["second_moment"]
+            m.mul_(h.mu).add_((1 - h.mu) * g)
+            s.mul_(h.mu1).add_((1 - h.mu1) * g * g)
+            m_hat = m / (1 - h.mu ** t)
+            s_hat = s / (1 - h.mu1 ** t)
+            w.add_(lr * m_hat / (torch.sqrt(s_hat) + 1e-8))

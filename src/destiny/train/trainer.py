@@ -1,0 +1,194 @@
+"""The training loop: epochs of shuffled minibatches, DSSTNE's optimizers, per-epoch training
+and validation error, progress, checkpoints and callbacks.
+
+Per minibatch (reference/dsstne.md §2.3): forward with dropout/denoising, loss summed over the
+batch, gradient of its mean, one optimizer step, WeightNorm. Shuffling, dropout and denoising
+draw from streams keyed by (seed, epoch, step, layer), so the run is reproducible and a run
+resumed at an epoch boundary continues exactly as the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Mapping
+
+import torch
+
+from destiny.nn.network import Network, Noise
+from destiny.ops.random import stream_seed
+from destiny.train.binding import Binding
+from destiny.train.optimizers import DsstneOptimizer, Hyperparameters, Optimizer
+
+
+@dataclass
+class EpochResult:
+    """What one epoch did. Errors are average loss per example (DSSTNE's "average error")."""
+
+    epoch: int
+    training_error: float
+    regularization_error: float
+    validation_error: float | None
+    learning_rate: float
+    seconds: float
+    examples_per_second: float
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+Callback = Callable[[EpochResult, "Trainer"], None]
+
+
+class Trainer:
+    """Trains a ``Network`` on datasets matched to its layers by DataSet name.
+
+    optimizer: one of DSSTNE's seven (``Optimizer`` or its name). hyper: α, λ, λ₁, μ, μ₁ (the
+    network's Decay is used when hyper.decay is not set). seed: shuffling and noise streams
+    (default: the network's seed). shuffle: None follows the config's ShuffleIndices.
+    """
+
+    def __init__(self, network: Network, optimizer: Optimizer | str = Optimizer.SGD,
+                 hyper: Hyperparameters | None = None, *, batch_size: int = 1024, seed: int | None = None,
+                 shuffle: bool | None = None, device: torch.device | str | None = None,
+                 callbacks: list[Callback] | None = None, progress: bool = True):
+        from destiny.backend import resolve_device
+        from destiny.train.determinism import make_deterministic
+
+        if batch_size < 1:
+            from destiny.errors import UsageError
+
+            raise UsageError(f"the batch size must be a positive integer; got {batch_size}")
+        self.device = resolve_device(device) if device is not None else network.device
+        make_deterministic(self.device)
+        self.network = network.to(self.device)
+        hyper = hyper or Hyperparameters()
+        if hyper.decay == 0 and network.config.decay > 0:
+            hyper = Hyperparameters(**{**asdict(hyper), "decay": network.config.decay})
+        params = dict(network.named_parameters())
+        weights = {name for name in params if name.startswith("weights.")}
+        self.optimizer = DsstneOptimizer(params, optimizer, hyper, regularized=weights)
+        self.batch_size = batch_size
+        self.seed = network.seed if seed is None else seed
+        self.shuffle = network.config.shuffle_indices if shuffle is None else shuffle
+        self.callbacks = list(callbacks or [])
+        self.progress = progress
+        self.epoch = 0  # epochs completed
+        self.history: list[EpochResult] = []
+
+    # -- public -------------------------------------------------------------------------------
+
+    def fit(self, datasets: Mapping[str, object], epochs: int,
+            validation: Mapping[str, object] | None = None) -> list[EpochResult]:
+        """Train for ``epochs`` more epochs; returns the results of those epochs."""
+        binding = Binding(self.network, datasets, device=self.device)
+        check = Binding(self.network, validation, device=self.device, what="validation data") if validation else None
+        results = []
+        for _ in range(epochs):
+            result = self._epoch(binding, check)
+            results.append(result)
+            self.history.append(result)
+            for callback in self.callbacks:
+                callback(result, self)
+        return results
+
+    @torch.no_grad()
+    def evaluate(self, datasets: Mapping[str, object] | Binding) -> float:
+        """Average loss per example without dropout or denoising."""
+        binding = datasets if isinstance(datasets, Binding) else Binding(self.network, datasets, device=self.device)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        for start in range(0, binding.n_examples, self.batch_size):
+            examples = torch.arange(start, min(start + self.batch_size, binding.n_examples), device=self.device)
+            inputs, targets = binding.batch(examples)
+            loss, _ = self.network.loss(inputs, targets, None)
+            total += loss.double()
+        return float(total) / max(binding.n_examples, 1)
+
+    # -- one epoch ----------------------------------------------------------------------------
+
+    def order(self, n: int, epoch: int) -> torch.Tensor:
+        """The example order of an epoch (a seeded permutation when shuffling)."""
+        if not self.shuffle:
+            return torch.arange(n)
+        g = torch.Generator(device="cpu")
+        g.manual_seed(stream_seed(self.seed, "shuffle", epoch))
+        return torch.randperm(n, generator=g)
+
+    def _epoch(self, binding: Binding, check: Binding | None) -> EpochResult:
+        epoch = self.epoch + 1
+        n = binding.n_examples
+        order = self.order(n, epoch).to(self.device)
+        lr = self.optimizer.learning_rate()
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        started = time.perf_counter()
+        with _Progress(self.progress, n, f"Epoch {epoch}") as bar:
+            for step, start in enumerate(range(0, n, self.batch_size)):
+                examples = order[start:start + self.batch_size]
+                inputs, targets = binding.batch(examples)
+                loss, _ = self.network.loss(inputs, targets, Noise(self.seed, epoch, step))
+                (loss / examples.numel()).backward()
+                self.optimizer.step()
+                self.network.apply_weight_norms()
+                self.optimizer.zero_grad()
+                total += loss.detach().double()
+                bar.advance(examples.numel(), total, start + examples.numel())
+        seconds = time.perf_counter() - started
+        self.epoch = epoch
+        validation = self.evaluate(check) if check is not None else None
+        return EpochResult(epoch, float(total) / n, self.regularization_error(), validation, lr, seconds,
+                           n / max(seconds, 1e-9))
+
+    @torch.no_grad()
+    def regularization_error(self) -> float:
+        """Σ over weights of ½λw² + λ₁|w| (DSSTNE's "average regularization error")."""
+        h = self.optimizer.hyper
+        if not h.lam and not h.lam1:
+            return 0.0
+        total = 0.0
+        for name, p in self.network.named_parameters():
+            if name.startswith("weights."):
+                total += 0.5 * h.lam * float((p.double() ** 2).sum()) + h.lam1 * float(p.double().abs().sum())
+        return total
+
+
+class _Progress:
+    """A progress bar on the terminal (examples, examples/s, running loss), or nothing."""
+
+    def __init__(self, enabled: bool, total: int, label: str):
+        self.enabled, self.total, self.label = enabled, total, label
+        self._last = 0.0
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            from destiny.cli.console import console
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[rate]} ex/s  loss {task.fields[loss]}"),
+                                      TimeRemainingColumn(), console=console(stderr=True), transient=True)
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.label, total=self.total, rate="-", loss="-")
+            self._start = time.perf_counter()
+        return self
+
+    def advance(self, count: int, loss_sum: torch.Tensor, seen: int) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        fields = {}
+        if now - self._last > 0.5 or seen == self.total:  # a host sync at most twice a second
+            self._last = now
+            fields = {"rate": f"{seen / max(now - self._start, 1e-9):,.0f}", "loss": f"{float(loss_sum) / seen:.5g}"}
+        self._progress.update(self._task, advance=count, **fields)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._progress.__exit__(*exc)
+        return False
+
+
+def is_finite(value: float) -> bool:
+    return math.isfinite(value)
