@@ -27,7 +27,7 @@ from destiny.config.shapes import batch_norm_size, resolve_shapes, weight_specs
 from destiny.errors import UsageError
 from destiny.io import network_file
 from destiny.io.network_file import BatchNormArrays, NetworkFile, WeightArrays, read_network, write_network
-from dsstne_writer import B0, B1, CONV_FC, CONV_W, W0, W1, conv_network, tiny_network, write_dsstne
+from tests.io.dsstne_writer import B0, B1, CONV_FC, CONV_W, W0, W1, conv_network, tiny_network, write_dsstne
 
 netCDF4 = pytest.importorskip("netCDF4")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "configs"

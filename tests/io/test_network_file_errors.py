@@ -10,7 +10,7 @@ import pytest
 
 from destiny.errors import NetworkFileError
 from destiny.io.network_file import read_network, write_network
-from dsstne_writer import conv_network, f32, tiny_network, u32, write_dsstne
+from tests.io.dsstne_writer import conv_network, f32, tiny_network, u32, write_dsstne
 
 netCDF4 = pytest.importorskip("netCDF4")
 

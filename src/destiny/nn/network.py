@@ -67,11 +67,12 @@ class Network(torch.nn.Module):
     """The parameters and computation of a DSSTNE network description.
 
     dims: every layer's unit dimensions (``destiny.config.shapes.resolve_shapes``).
-    seed: initial weights and all training randomness derive from it.
+    seed: initial weights and all training randomness derive from it. initialize=False leaves
+    the weights unset, for loading them from a file.
     """
 
     def __init__(self, config: NetworkConfig, dims: Mapping[str, tuple[int, ...]], *, seed: int = 12134,
-                 dtype: torch.dtype = torch.float32, source: str = "<config>"):
+                 dtype: torch.dtype = torch.float32, source: str = "<config>", initialize: bool = True):
         super().__init__()
         for i, layer in enumerate(config.layers):
             if layer.type != LayerType.FULLY_CONNECTED and layer.kind != LayerKind.INPUT:
@@ -93,7 +94,8 @@ class Network(torch.nn.Module):
             layer = config.layer(spec.output_layer)
             if not spec.shared_from:
                 fan_in, fan_out = spec.shape[0], spec.shape[1]
-                w = init_weight(spec.shape, layer.weight_init, fan_in, fan_out, seed, f"w{spec.index}", dtype)
+                w = init_weight(spec.shape, layer.weight_init, fan_in, fan_out, seed, f"w{spec.index}", dtype) \
+                    if initialize else torch.empty(spec.shape, dtype=dtype)
                 self.weights[f"w{spec.index}"] = torch.nn.Parameter(w)
             bias = torch.full((spec.bias_size,), layer.weight_init.bias, dtype=dtype)
             self.biases[f"b{spec.index}"] = torch.nn.Parameter(bias)

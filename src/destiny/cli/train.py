@@ -1,0 +1,109 @@
+"""``destiny train``: DSSTNE's train tool (same short flags) with long options."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a network from a JSON description and NetCDF datasets",
+        description="Train the network described by CONFIG on the datasets of the input and output "
+                    "NetCDF files (matched to layers by DataSet name, as DSSTNE does) and write it to "
+                    "NETWORK in DSSTNE's network format.")
+    p.add_argument("-c", "--config", required=True, metavar="CONFIG.json", help="network description")
+    p.add_argument("-i", "--input", required=True, metavar="INPUT.nc", help="NetCDF file with the input dataset(s)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT.nc", help="NetCDF file with the target dataset(s)")
+    p.add_argument("-n", "--network", required=True, metavar="NETWORK.nc", help="trained network to write")
+    p.add_argument("-b", "--batch-size", type=int, default=1024, metavar="N", help="minibatch size (default 1024)")
+    p.add_argument("-e", "--epochs", type=int, default=40, metavar="N", help="epochs (default 40)")
+    p.add_argument("-d", dest="dataset_prefix", help=argparse.SUPPRESS)  # DSSTNE lists -d but ignores it
+    p.add_argument("--optimizer", default="sgd",
+                   help="sgd, momentum, nesterov, adagrad, rmsprop, adadelta or adam (default sgd, as DSSTNE)")
+    p.add_argument("--alpha", "-alpha", type=float, help="learning rate (default 0.025 for the SGD family)")
+    p.add_argument("--lambda", "-lambda", dest="lam", type=float, default=0.0001, help="L2 weight decay (default 0.0001)")
+    p.add_argument("--lambda1", "-lambda1", dest="lam1", type=float, default=0.0, help="L1 weight decay (default 0)")
+    p.add_argument("--mu", "-mu", type=float, help="momentum / averaging rate (Adam's beta1)")
+    p.add_argument("--mu1", "-mu1", type=float, help="Adam's beta2")
+    p.add_argument("--seed", type=int, default=12134, help="seed of weights, shuffling and noise (default 12134, DSSTNE's)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+    p.add_argument("--validation", action="append", default=[], metavar="FILE.nc",
+                   help="NetCDF file(s) with validation datasets of the same names; the validation error is "
+                        "printed every epoch (repeat for separate input and output files)")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="write NETWORK.epoch<N>.nc with the training state every N epochs")
+    p.add_argument("--force", action="store_true", help="overwrite NETWORK if it exists (DSSTNE refuses)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def read_datasets(paths: list[str]) -> dict:
+    """All datasets of the files, by name (a name in two files must be the same data)."""
+    from destiny.data import read_netcdf
+    from destiny.errors import DataError
+
+    found: dict = {}
+    where: dict = {}
+    for path in paths:
+        for dataset in read_netcdf(path):
+            if dataset.name in found and os.path.abspath(where[dataset.name]) != os.path.abspath(path):
+                if dataset.n_examples != found[dataset.name].n_examples:
+                    raise DataError(f"dataset '{dataset.name}' is in both {where[dataset.name]} and {path} "
+                                    "with different contents; give each dataset one name")
+            found.setdefault(dataset.name, dataset)
+            where.setdefault(dataset.name, path)
+    return found
+
+
+def dataset_dims(datasets: dict) -> dict:
+    return {name: tuple(d.dims) for name, d in datasets.items()}
+
+
+def run(args: argparse.Namespace) -> int:
+    from destiny.backend import device_name, resolve_device
+    from destiny.cli.console import console
+    from destiny.config import load_config
+    from destiny.errors import UsageError
+    from destiny.nn.network import Network
+    from destiny.train.checkpoint import save_network, trainer_state
+    from destiny.train.optimizers import Hyperparameters, Optimizer
+    from destiny.train.trainer import Trainer
+
+    if args.epochs < 1 or args.batch_size < 1:
+        raise UsageError("--epochs and --batch-size must be positive integers")
+    if os.path.exists(args.network) and not args.force:
+        raise UsageError(f"{args.network} exists; DSSTNE's train refuses to overwrite a network, and so does "
+                         "Destiny: remove it, name another file, or pass --force")
+    out = console()
+    config = load_config(args.config)
+    device = resolve_device(args.device)
+    datasets = read_datasets([args.input, args.output])
+    validation = read_datasets(args.validation) if args.validation else None
+    network = Network.from_config(config, dataset_dims(datasets), seed=args.seed, source=args.config)
+    optimizer = Optimizer.parse(args.optimizer)
+    hyper = Hyperparameters(alpha=args.alpha, lam=args.lam, lam1=args.lam1, mu=args.mu, mu1=args.mu1)
+    trainer = Trainer(network, optimizer, hyper, batch_size=args.batch_size, seed=args.seed, device=device,
+                      progress=not args.quiet)
+    n_params = sum(p.numel() for p in network.parameters())
+    out.print(f"Training {config.name or args.config}: {n_params:,} parameters, {optimizer.value}, "
+              f"alpha {trainer.optimizer.hyper.alpha:g}, batch {args.batch_size}, on {device_name(device)}")
+    stem = args.network[:-3] if args.network.endswith(".nc") else args.network
+
+    def report(result, tr) -> None:
+        line = (f"Epoch {result.epoch}: training error {result.training_error:.6g}"
+                + (f" (regularization {result.regularization_error:.4g})" if result.regularization_error else "")
+                + (f", validation error {result.validation_error:.6g}" if result.validation_error is not None else "")
+                + f", {result.examples_per_second:,.0f} examples/s, {result.seconds:.1f} s")
+        out.print(line)
+        if args.checkpoint_every and result.epoch % args.checkpoint_every == 0:
+            info, extras = trainer_state(tr)
+            fp = save_network(tr.network, f"{stem}.epoch{result.epoch}.nc", info, extras)
+            out.print(f"  checkpoint {stem}.epoch{result.epoch}.nc (fingerprint {fp})")
+
+    trainer.callbacks.append(report)
+    trainer.fit(datasets, args.epochs, validation)
+    info, _ = trainer_state(trainer)
+    fingerprint = save_network(network, args.network, info)
+    out.print(f"Saved {args.network} (fingerprint {fingerprint})")
+    return 0

@@ -1,0 +1,1 @@
+"""Prediction: top-K recommendations at any width, filters, metrics, writers."""

@@ -1,0 +1,62 @@
+"""Recommendations for every example of a dataset, batch by batch, and the popularity baseline."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from destiny.ops.sparse import SparseRows
+from destiny.predict.topk import TopK, _keys, top_k
+from destiny.train.binding import Binding
+
+
+@torch.no_grad()
+def recommend(network, datasets: Mapping[str, object], k: int, *, exclude=None, include_only=None,
+              layer: str | None = None, batch_size: int = 1024, chunk: int | None = None,
+              device: torch.device | str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (scores, items) arrays of shape (examples, k) for every example of the input
+    datasets (by DataSet name). exclude: a sparse dataset with the same rows whose items are
+    never recommended (the items already seen); include_only: a bool mask over items."""
+    device = torch.device(device) if device is not None else network.device
+    binding = Binding(network, datasets, device=device, with_targets=False, what="prediction data")
+    seen = SparseRows(exclude, device) if exclude is not None else None
+    allowed = None if include_only is None else torch.as_tensor(np.asarray(include_only, bool), device=device)
+    scores = np.empty((binding.n_examples, k), np.float32)
+    items = np.empty((binding.n_examples, k), np.int64)
+    for start in range(0, binding.n_examples, batch_size):
+        examples = torch.arange(start, min(start + batch_size, binding.n_examples), device=device)
+        inputs, _ = binding.batch(examples)
+        best = top_k(network, inputs, k, layer=layer, exclude=seen.take(examples) if seen else None,
+                     include_only=allowed, chunk=chunk)
+        scores[start:start + len(examples)] = best.scores.cpu().numpy()
+        items[start:start + len(examples)] = best.items.cpu().numpy()
+    return scores, items
+
+
+@torch.no_grad()
+def popularity(train, k: int, *, exclude=None, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """The baseline: the k items with the most interactions in ``train`` that the user has not
+    seen (``exclude``, default ``train`` itself). Ties go to the lower item index."""
+    exclude = train if exclude is None else exclude
+    width = int(train.n_features)
+    counts = torch.as_tensor(np.bincount(np.asarray(train.indices, np.int64), minlength=width)[:width],
+                             dtype=torch.float32)
+    seen = SparseRows(exclude, "cpu")
+    n = seen.n_examples
+    scores = np.full((n, k), -np.inf, np.float32)
+    items = np.full((n, k), -1, np.int64)
+    for start in range(0, n, batch_size):
+        examples = torch.arange(start, min(start + batch_size, n))
+        batch = seen.take(examples)
+        s = counts.expand(len(examples), width).clone()
+        s[batch.rows(), batch.indices] = -float("inf")
+        top, where = torch.topk(_keys(s, 0), min(k, width), dim=1)
+        picked = torch.gather(s, 1, where)
+        scores[start:start + len(examples), :top.shape[1]] = picked.numpy()
+        items[start:start + len(examples), :top.shape[1]] = torch.where(torch.isneginf(picked), -1, where).numpy()
+    return scores, items
+
+
+__all__ = ["TopK", "popularity", "recommend"]
