@@ -1,0 +1,169 @@
+"""``destiny convert``: ratings tables and NetCDF datasets → DSSTNE text or NetCDF, with splits."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from destiny.errors import UsageError
+
+FROM = ("auto", "netcdf", "movielens-csv", "udata", "dat", "csv")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "convert", help="convert ratings (MovieLens, CSV) or NetCDF datasets to DSSTNE text or NetCDF",
+        description="Convert a ratings table (MovieLens ratings.csv, u.data, ratings.dat, or any "
+                    "user,item[,rating[,timestamp]] table) or a NetCDF dataset into DSSTNE text or a "
+                    "NetCDF dataset, optionally keeping only high ratings and splitting train/test with a "
+                    "seed. Users become rows (samples) and items features, numbered in order of first "
+                    "appearance; NetCDF output comes with its features and samples index files.")
+    parser.add_argument("input", metavar="INPUT", help="ratings file or NetCDF dataset file")
+    parser.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                        help="output file: NetCDF if it ends in .nc, else DSSTNE text (train part with --split)")
+    parser.add_argument("--from", dest="source", choices=FROM, default="auto",
+                        help="input format (default: from the file: NetCDF by content, MovieLens by name)")
+    parser.add_argument("--to", choices=("auto", "text", "netcdf"), default="auto", help="output format")
+    parser.add_argument("-d", "--dataset", default=None, metavar="NAME",
+                        help="dataset name to write (default input), or to read from a NetCDF file with several")
+    parser.add_argument("-f", "--features", metavar="FEATURE_INDEX",
+                        help="features index: written with NetCDF output (default features_NAME beside it), "
+                             "read to label NetCDF input")
+    parser.add_argument("-s", "--samples", metavar="SAMPLE_INDEX",
+                        help="samples index: written with NetCDF output (default samples_NAME), read for NetCDF input")
+    table = parser.add_argument_group("ratings tables")
+    table.add_argument("--delimiter", help="field separator (default: by format, else sniffed)")
+    table.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                       help="the first line holds column names (default: by format, else sniffed)")
+    table.add_argument("--columns", metavar="ROLE=COLUMN,...",
+                       help="user, item, rating, timestamp columns by header name or 0-based position, "
+                            "such as user=userId,item=movieId (default: positions 0, 1, 2, 3)")
+    table.add_argument("--min-rating", type=float, metavar="R", help="keep interactions rated R or more")
+    table.add_argument("--values", choices=("none", "rating", "timestamp"), default="none",
+                       help="stored with each item: none (indicator), the rating, or the timestamp "
+                            "(DSSTNE's MovieLens sample) (default: %(default)s)")
+    split = parser.add_argument_group("train/test split")
+    split.add_argument("--split", choices=("random", "user", "time"),
+                       help="random: over all interactions; user: within each user; time: each user's latest "
+                            "go to test (NetCDF input: user only)")
+    split.add_argument("--test-fraction", type=float, default=0.2, metavar="F", help="default: %(default)s")
+    split.add_argument("--seed", type=int, default=0, help="split seed (default: %(default)s)")
+    split.add_argument("--test-output", metavar="PATH", help="test part (required with --split)")
+    parser.add_argument("--exact-width", action="store_true",
+                        help="NetCDF width = item count (default: rounded up to a multiple of 128, like DSSTNE)")
+    parser.set_defaults(run=run)
+
+
+def _is_netcdf(path: str) -> bool:
+    with open(path, "rb") as stream:
+        head = stream.read(8)
+    return head[:3] == b"CDF" or head == b"\x89HDF\r\n\x1a\n"
+
+
+def _columns(text: str | None) -> dict | None:
+    if text is None:
+        return None
+    columns = {}
+    for item in text.split(","):
+        role, sep, column = item.partition("=")
+        if not sep or role not in ("user", "item", "rating", "timestamp") or not column:
+            raise UsageError(f"--columns {text!r}: write ROLE=COLUMN pairs joined by ',' with roles user, item, "
+                             "rating, timestamp, such as user=userId,item=movieId")
+        columns[role] = int(column) if column.isdigit() else column
+    return columns
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.split and not args.test_output:
+        raise UsageError("--split needs --test-output PATH for the test part")
+    if args.test_output and not args.split:
+        raise UsageError("--test-output needs --split random|user|time")
+    if args.split and not 0 < args.test_fraction < 1:
+        raise UsageError(f"--test-fraction {args.test_fraction}: give a fraction strictly between 0 and 1")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check(args)
+    to = args.to if args.to != "auto" else "netcdf" if args.output.endswith(".nc") else "text"
+    source = args.source
+    if source == "auto":
+        source = "netcdf" if _is_netcdf(args.input) else "auto"
+    if source == "netcdf":
+        return _from_netcdf(args, to)
+    return _from_ratings(args, source, to)
+
+
+def _outputs(args: argparse.Namespace, count: int) -> list[str]:
+    return [args.output, args.test_output][:count]
+
+
+def _index_paths(args: argparse.Namespace, name: str) -> tuple[str, str]:
+    folder = os.path.dirname(os.path.abspath(args.output))
+    return (args.features or os.path.join(folder, f"features_{name}"),
+            args.samples or os.path.join(folder, f"samples_{name}"))
+
+
+def _from_ratings(args: argparse.Namespace, source: str, to: str) -> int:
+    from destiny.cli.console import console
+    from destiny.data import round_up_128, write_index, write_netcdf, write_text
+    from destiny.data.convert import keep_ratings, read_interactions, split_interactions, to_datasets
+
+    interactions = read_interactions(args.input, format=source, delimiter=args.delimiter, header=args.header,
+                                     columns=_columns(args.columns))
+    read = len(interactions)
+    interactions = keep_ratings(interactions, args.min_rating)
+    if len(interactions) == 0:
+        raise UsageError(f"no interactions left (of {read:,}) with a rating of at least {args.min_rating}")
+    parts = None
+    if args.split:
+        test = split_interactions(interactions, args.split, args.test_fraction, args.seed)
+        parts = [~test, test]
+    name = args.dataset or "input"
+    converted = to_datasets(interactions, parts, name=name, values=args.values)
+    items = len(converted.item_labels)
+    out = console()
+    out.print(f"{args.input}: {read:,} interactions, {len(interactions):,} kept, "
+              f"{len(converted.user_labels):,} users, {items:,} items")
+    if to == "text":
+        for path, dataset in zip(_outputs(args, len(converted.datasets)), converted.datasets):
+            write_text(path, dataset, converted.item_labels, converted.user_labels)
+            out.print(f"Wrote {path} ({dataset.nnz:,} interactions)")
+        return 0
+    width = items if args.exact_width else round_up_128(items)
+    features_path, samples_path = _index_paths(args, name)
+    for path, dataset in zip(_outputs(args, len(converted.datasets)), converted.datasets):
+        write_netcdf(path, dataset.replace(dims=(width,)))
+        out.print(f"Wrote {path} (dataset '{name}', {dataset.nnz:,} interactions, width {width:,})")
+    write_index(features_path, {str(label): i for i, label in enumerate(converted.item_labels.tolist())})
+    write_index(samples_path, {str(label): i for i, label in enumerate(converted.user_labels.tolist())})
+    out.print(f"Wrote {features_path} and {samples_path}")
+    return 0
+
+
+def _from_netcdf(args: argparse.Namespace, to: str) -> int:
+    from destiny.cli.console import console
+    from destiny.data import SparseDataset, inspect_netcdf, labels_by_index, read_dataset, read_index
+    from destiny.data import split_dataset, write_netcdf, write_text
+
+    infos = inspect_netcdf(args.input)
+    if args.dataset is None and len(infos) > 1:
+        raise UsageError(f"{args.input} holds {len(infos)} datasets ({', '.join(i.name for i in infos)}); "
+                         "choose one with -d NAME")
+    dataset = read_dataset(args.input, args.dataset or infos[0].name)
+    if not isinstance(dataset, SparseDataset):
+        raise UsageError(f"dataset '{dataset.name}' is dense; convert handles sparse datasets")
+    if args.split and args.split != "user":
+        raise UsageError(f"--split {args.split} needs a ratings table; NetCDF input splits within each example "
+                         "(--split user)")
+    parts = list(split_dataset(dataset, args.test_fraction, args.seed)) if args.split else [dataset]
+    if to == "text":  # labels from the index files, else the feature and row numbers
+        features = labels_by_index(read_index(args.features)) if args.features else range(dataset.n_features)
+        samples = labels_by_index(read_index(args.samples)) if args.samples else range(dataset.n_examples)
+    out = console()
+    for path, part in zip(_outputs(args, len(parts)), parts):
+        if to == "netcdf":
+            write_netcdf(path, part)
+        else:
+            write_text(path, part, features, samples)
+        out.print(f"Wrote {path} (dataset '{part.name}', {part.n_examples:,} examples, {part.nnz:,} entries)")
+    return 0
