@@ -6,6 +6,7 @@
     generate_netcdf                       DSSTNE's generateNetCDF (generate.py)
     read_interactions, split_interactions, split_dataset, to_datasets   ratings tables (convert.py)
     from_scipy, to_scipy, from_pandas, to_pandas                interop (interop.py)
+    synthesize                            MovieLens-20M-like synthetic data (synth.py)
 
 Nothing here imports netCDF4 or pandas until a function needs it.
 """
@@ -16,12 +17,13 @@ from destiny.data.generate import GenerateReport, generate_netcdf
 from destiny.data.interop import factorize, from_pandas, from_scipy, to_pandas, to_scipy
 from destiny.data.layout import Attribute, DataType, round_up_128
 from destiny.data.netcdf import DatasetInfo, inspect_netcdf, read_dataset, read_netcdf, write_netcdf
+from destiny.data.synth import synthesize
 from destiny.data.text import TextData, labels_by_index, read_index, read_text, write_index, write_text
 
 __all__ = [
     "Attribute", "DataType", "Dataset", "DatasetInfo", "DenseDataset", "GenerateReport", "Interactions",
     "SparseDataset", "TextData", "exact_values", "factorize", "from_pandas", "from_scipy", "generate_netcdf",
     "index_dtype", "inspect_netcdf", "labels_by_index", "read_dataset", "read_index", "read_interactions",
-    "read_netcdf", "read_text", "round_up_128", "split_dataset", "split_interactions",
+    "read_netcdf", "read_text", "round_up_128", "split_dataset", "split_interactions", "synthesize",
     "to_datasets", "to_pandas", "to_scipy", "write_index", "write_netcdf", "write_text",
 ]
