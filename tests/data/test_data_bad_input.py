@@ -92,6 +92,13 @@ def _truncated(path):
     path.write_bytes(data[:len(data) // 2])
 
 
+def _wrong_size(path):
+    _dsstne_file(path, index=(1, 5, 7), drop=("sparseEnd0",))
+    with netCDF4.Dataset(path, "a") as nc:
+        nc.createDimension("other", 3)
+        nc.createVariable("sparseEnd0", "u4", ("other",))[:] = [1, 2, 3]
+
+
 NETCDF_CASES = [
     ("width overflow", lambda p: _dsstne_file(p),
      r"dataset 'input': example 1 has feature index 300, outside 0\.\.127 \(width×height×length = 128\)"),
@@ -106,6 +113,7 @@ NETCDF_CASES = [
      r"dataset 'input' has no variable 'sparseIndex0'"),
     ("missing attribute", lambda p: _dsstne_file(p, index=(1, 5, 7), drop=("width0",)),
      r"dataset 0 \('input'\) has no global attribute 'width0'"),
+    ("wrong size", _wrong_size, r"dataset 'input' variable 'sparseEnd0' has shape \(3,\), expected \(2,\)"),
     ("rows beyond the entries", lambda p: _dsstne_file(p, index=(1, 5, 7), start=(0, 4)),
      r"dataset 'input' row 1 spans entries 4\.\.3, outside 0\.\.3"),
     ("unknown data type", lambda p: _dsstne_file(p, index=(1, 5, 7), data_type=12),

@@ -248,7 +248,7 @@ def test_duplicates_merge_with_a_warning_or_fail(tmp_path):
 
 
 def test_offsets_beyond_uint32_use_uint64(tmp_path):
-    from destiny.data.netcdf import _offset_dtype
+    from destiny.data.netcdf_write import _offset_dtype
 
     assert _offset_dtype((1 << 32) - 1) == np.uint32 and _offset_dtype(1 << 32) == np.uint64
     write_netcdf(tmp_path / "s.nc", SparseDataset("small", (4,), [0, 1, 2], [0, 3]))

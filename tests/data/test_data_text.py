@@ -74,8 +74,13 @@ def test_duplicate_features_in_a_line_are_merged(tmp_path):
     with pytest.warns(DataWarning, match="merged 2 features listed twice within a sample \\(values summed\\)"):
         data = read_text(_write(tmp_path / "in.txt", "u\tx,1:y,2:x,3:x,4\n"), analog=True)
     assert rows(data.dataset) == [[0, 1]] and data.dataset.values.tolist() == [8.0, 2.0]
-    with pytest.raises(DataError, match="2 features are listed twice within a sample"):
+    with pytest.raises(DataError, match="sample 'u' lists feature 'x' more than once \\(2 repeated datapoints"):
         read_text(tmp_path / "in.txt", analog=True, duplicates="error")
+
+
+def test_analog_lines_without_datapoints(tmp_path):
+    data = read_text(_write(tmp_path / "in.txt", "u1\t\nu2\ta,2.5\n"), analog=True)
+    assert rows(data.dataset) == [[], [0]] and data.dataset.values.tolist() == [2.5]
 
 
 def test_rows_follow_an_existing_samples_index(tmp_path):
@@ -100,6 +105,22 @@ def test_directory_input_reads_files_in_sorted_order(tmp_path):
     _write(folder / "a.txt", "u1\ty\n")
     data = read_text(folder)
     assert data.samples == {"u1": 0, "u2": 1} and data.features == {"y": 0, "z": 1}
+
+
+def test_many_lines_and_files_keep_their_places(tmp_path, monkeypatch):
+    from destiny.data.text import _Parser
+
+    monkeypatch.setattr(_Parser, "BATCH", 2)  # join per-line arrays often
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    _write(folder / "a.txt", "".join(f"u{i}\tf{i},{i}:g,0.5\n" for i in range(5)))
+    _write(folder / "b.txt", "v\tg,1\n\nw\tf1,inf\n")
+    with pytest.raises(DataError, match=r"b\.txt:3: datapoint 1 'f1,inf': value 'inf' is not finite"):
+        read_text(folder, analog=True)
+    _write(folder / "b.txt", "v\tg,1\n")
+    data = read_text(folder, analog=True)
+    assert rows(data.dataset) == [[0, 1], [2, 1], [3, 1], [4, 1], [5, 1], [1]]
+    assert data.dataset.values.tolist() == [0, 0.5, 1, 0.5, 2, 0.5, 3, 0.5, 4, 0.5, 1]
 
 
 def test_write_text_needs_a_label_for_every_used_feature(tmp_path):

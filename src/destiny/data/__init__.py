@@ -1,8 +1,8 @@
 """Sparse and dense datasets: DSSTNE NetCDF files, DSSTNE text, pandas/scipy interop, synthetic data.
 
     SparseDataset, DenseDataset           in-memory datasets (dataset.py)
-    read_netcdf, read_dataset, write_netcdf, inspect_netcdf    DSSTNE NetCDF files (netcdf.py)
-    read_text, write_text, read_index, write_index             DSSTNE text and index files (text.py)
+    read_netcdf, read_dataset, write_netcdf, inspect_netcdf    DSSTNE NetCDF files (netcdf*.py)
+    read_text, write_text, read_index, write_index             DSSTNE text and index files (text.py, index.py)
     generate_netcdf                       DSSTNE's generateNetCDF (generate.py)
     read_interactions, split_interactions, split_dataset, to_datasets   ratings tables (convert.py)
     from_scipy, to_scipy, from_pandas, to_pandas                interop (interop.py)
@@ -14,11 +14,13 @@ Nothing here imports netCDF4 or pandas until a function needs it.
 from destiny.data.convert import Interactions, read_interactions, split_dataset, split_interactions, to_datasets
 from destiny.data.dataset import Dataset, DenseDataset, SparseDataset, exact_values, index_dtype
 from destiny.data.generate import GenerateReport, generate_netcdf
+from destiny.data.index import labels_by_index, read_index, write_index
 from destiny.data.interop import factorize, from_pandas, from_scipy, to_pandas, to_scipy
 from destiny.data.layout import Attribute, DataType, round_up_128
-from destiny.data.netcdf import DatasetInfo, inspect_netcdf, read_dataset, read_netcdf, write_netcdf
+from destiny.data.netcdf import DatasetInfo, inspect_netcdf, read_dataset, read_netcdf
+from destiny.data.netcdf_write import write_netcdf
 from destiny.data.synth import synthesize
-from destiny.data.text import TextData, labels_by_index, read_index, read_text, write_index, write_text
+from destiny.data.text import TextData, read_text, write_text
 
 __all__ = [
     "Attribute", "DataType", "Dataset", "DatasetInfo", "DenseDataset", "GenerateReport", "Interactions",

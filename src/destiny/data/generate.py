@@ -18,9 +18,10 @@ import os
 import warnings
 from dataclasses import dataclass
 
+from destiny.data.index import read_index_raw, write_index
 from destiny.data.layout import round_up_128
-from destiny.data.netcdf import write_netcdf
-from destiny.data.text import read_index_raw, read_text, write_index
+from destiny.data.netcdf_write import write_netcdf
+from destiny.data.text import read_text
 from destiny.errors import DataError, DataWarning
 
 FEATURE_MODES = ("fixed", "create", "merge")

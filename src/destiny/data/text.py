@@ -1,8 +1,8 @@
-"""DSSTNE's text format and index files (reference/dsstne.md §5.1–5.2).
+"""DSSTNE's text format (reference/dsstne.md §5.1); index files are in index.py.
 
 A text line is ``sample<TAB>feature[,value]:feature[,value]:...``: the sample label is
 everything before the first TAB (it may hold commas), datapoints are separated by ':' and
-empty datapoints (a trailing ':') are skipped. An index file has one ``label<TAB>index`` a line.
+empty datapoints (a trailing ':') are skipped.
 
 Stricter than DSSTNE, which skips or half-reads bad lines with a warning: a line without a TAB,
 a second TAB, an empty feature, a datapoint with two commas, or (``analog``) a missing or
@@ -32,101 +32,14 @@ import numpy as np
 
 from destiny.data import csr
 from destiny.data.dataset import SparseDataset, exact_values
+from destiny.data.index import ENCODING, labels_by_index, show_label
 from destiny.errors import DataError, DataWarning
 from destiny.io.atomic import atomic_open
 
-ENCODING = ("utf-8", "surrogateescape")
 _NOT_SEPARATORS = bytes(b for b in range(256) if b not in b",:")
 VALUE_TYPES = ("auto", "float32", "float64")
 
 
-def _show(token: bytes, limit: int = 40) -> str:
-    text = token.decode("utf-8", "replace")
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
-# -- index files ---------------------------------------------------------------------------
-def read_index_raw(path: str | os.PathLike) -> dict[bytes, int]:
-    """``read_index`` with the labels left as bytes, as the text parser looks them up."""
-    path = os.fspath(path)
-    with open(path, "rb") as stream:
-        data = stream.read()
-    index: dict[bytes, int] = {}
-    lines = data.split(b"\n")
-    for lineno, line in enumerate(lines, 1):
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if not line:
-            continue
-        label, tab, number = line.partition(b"\t")
-        where = f"{path}:{lineno}"
-        if not tab:
-            raise DataError(f"{where}: no TAB; each line of an index file is 'label<TAB>index'")
-        if b"\t" in number:
-            raise DataError(f"{where}: more than one TAB; each line of an index file is 'label<TAB>index'")
-        if not label:
-            raise DataError(f"{where}: empty label before the TAB")
-        if not number.isdigit() or len(number) > 18:
-            raise DataError(f"{where}: index '{_show(number)}' of '{_show(label)}' is not a non-negative integer"
-                            + (" below 10^18" if number.isdigit() else ""))
-        if label in index:
-            first = next(i for i, other in enumerate(lines, 1) if other.rstrip(b"\r").partition(b"\t")[0] == label)
-            raise DataError(f"{where}: label '{_show(label)}' is listed again (first on line {first}); "
-                            "each label must appear once")
-        index[label] = int(number)
-    _check_distinct(index, lines, path)
-    return index
-
-
-def _check_distinct(index: dict[bytes, int], lines: list[bytes], path: str) -> None:
-    """Two labels with one index would share a row or column: reject, naming both lines."""
-    if not index:
-        return
-    numbers = np.sort(np.fromiter(index.values(), dtype=np.int64, count=len(index)))
-    if not np.any(numbers[1:] == numbers[:-1]):
-        return
-    owner: dict[int, int] = {}
-    for lineno, line in enumerate(lines, 1):
-        label, tab, number = line.rstrip(b"\r").partition(b"\t")
-        if not tab:
-            continue
-        if int(number) in owner and owner[int(number)] != lineno:
-            raise DataError(f"{path}:{lineno}: index {int(number)} of '{_show(label)}' is already given on line "
-                            f"{owner[int(number)]}; each index must belong to one label")
-        owner[int(number)] = lineno
-
-
-def read_index(path: str | os.PathLike) -> dict[str, int]:
-    """An index file (``label<TAB>index`` lines) as {label: index}.
-
-    DataError with file:line for a line without exactly one TAB, an empty label, an index that
-    is not a non-negative integer, a label listed twice or an index given to two labels.
-    """
-    return {label.decode(*ENCODING): i for label, i in read_index_raw(path).items()}
-
-
-def write_index(path: str | os.PathLike, index: Mapping[str, int] | Mapping[bytes, int]) -> None:
-    """Write ``label<TAB>index`` lines sorted by index (DSSTNE wrote hash order), atomically."""
-    lines = []
-    for label, i in sorted(index.items(), key=operator.itemgetter(1)):
-        raw = label if isinstance(label, bytes) else label.encode(*ENCODING)
-        if not raw or any(c in raw for c in b"\t\n\r"):
-            raise DataError(f"{path}: label {label!r} cannot be written to an index file: it is empty or holds "
-                            "a TAB or line break")
-        lines.append(b"%s\t%d\n" % (raw, i))
-    with atomic_open(path, "wb") as stream:
-        stream.write(b"".join(lines))
-
-
-def labels_by_index(index: Mapping[str, int]) -> list[str | None]:
-    """The inverse of an index: position i holds the label of index i (None where no label)."""
-    labels: list[str | None] = [None] * (max(index.values()) + 1 if index else 0)
-    for label, i in index.items():
-        labels[i] = label
-    return labels
-
-
-# -- text files ----------------------------------------------------------------------------
 class _Labels:
     """A label → index map grown while parsing; bytes keys keep lookups cheap."""
 
@@ -184,17 +97,23 @@ def input_files(path: str | os.PathLike) -> list[str]:
 class _Parser:
     """Accumulates lines of one or more text files into per-line arrays."""
 
+    BATCH = 4096  # lines whose arrays are joined into one, to bound per-array overhead
+
     def __init__(self, features: _Labels, samples: _Labels, analog: bool):
         self.features, self.samples, self.analog = features, samples, analog
         self.dtype = np.int32 if features.next < (1 << 30) else np.int64
-        self.line_samples, self.counts = array.array("q"), array.array("q")
-        self.where: list[tuple[str, int]] = []  # (file, line number) of each kept line
-        self.feats: list[np.ndarray] = []
+        self.line_samples, self.counts = array.array("q"), array.array("q")  # per kept line
+        self.linenos = array.array("q")
+        self.files: list[tuple[int, str]] = []  # (first kept line, path) of each file
+        self.feats: list[np.ndarray] = []  # joined batches
         self.vals: list[np.ndarray] = []
+        self.batch_feats: list[np.ndarray] = []
+        self.batch_vals: list[np.ndarray] = []
         self.dropped = 0
         self.pattern = b""
 
     def parse_file(self, path: str) -> None:
+        self.files.append((len(self.counts), path))
         with open(path, "rb") as stream:
             for lineno, line in enumerate(stream, 1):
                 if line.endswith(b"\n"):
@@ -203,6 +122,20 @@ class _Parser:
                     line = line[:-1]
                 if line:
                     self.parse_line(line, path, lineno)
+        self.flush()
+
+    def flush(self) -> None:
+        if self.batch_feats:
+            self.feats.append(np.concatenate(self.batch_feats))
+            self.batch_feats.clear()
+        if self.batch_vals:
+            self.vals.append(np.concatenate(self.batch_vals))
+            self.batch_vals.clear()
+
+    def where(self, line: int) -> tuple[str, int]:
+        """(path, line number) of kept line ``line``."""
+        path = next(path for first, path in reversed(self.files) if first <= line)
+        return path, self.linenos[line]
 
     def parse_line(self, line: bytes, path: str, lineno: int) -> None:
         label, tab, rest = line.partition(b"\t")
@@ -217,6 +150,8 @@ class _Parser:
         tokens, values = self._fast(rest)
         if tokens is None:
             tokens, values = self._slow(rest, path, lineno)
+        if self.analog and values is None:  # a line without datapoints
+            values = np.zeros(0, dtype=np.float64)
         feats = np.fromiter(map(self.features.map.get, tokens, repeat(-1)), self.dtype, len(tokens))
         if len(feats) and feats.min() < 0:
             if self.features.grow:
@@ -233,10 +168,12 @@ class _Parser:
             sample = self.samples.map[label]
         self.line_samples.append(sample)
         self.counts.append(len(feats))
-        self.where.append((path, lineno))
-        self.feats.append(feats)
+        self.linenos.append(lineno)
+        self.batch_feats.append(feats)
         if self.analog:
-            self.vals.append(values)
+            self.batch_vals.append(values)
+        if len(self.batch_feats) >= self.BATCH:
+            self.flush()
 
     def _fast(self, rest: bytes):
         """(feature tokens, float64 values) for a well-formed line, else (None, None)."""
@@ -269,7 +206,7 @@ class _Parser:
             if not point:
                 continue
             parts = point.split(b",")
-            where = f"{path}:{lineno}: datapoint {k} '{_show(point)}'"
+            where = f"{path}:{lineno}: datapoint {k} '{show_label(point)}'"
             if len(parts) > 2:
                 raise DataError(f"{where} has {len(parts) - 1} commas; write feature or feature,value")
             if not parts[0]:
@@ -280,9 +217,9 @@ class _Parser:
                 try:
                     value = float(parts[1])
                 except ValueError:
-                    raise DataError(f"{where}: value '{_show(parts[1])}' is not a number") from None
+                    raise DataError(f"{where}: value '{show_label(parts[1])}' is not a number") from None
                 if not np.isfinite(value):
-                    raise DataError(f"{where}: value '{_show(parts[1])}' is not finite")
+                    raise DataError(f"{where}: value '{show_label(parts[1])}' is not finite")
                 values.append(value)
             tokens.append(parts[0])
         return tokens, np.array(values, dtype=np.float64) if self.analog else None
@@ -290,7 +227,7 @@ class _Parser:
     def check_finite(self, values: np.ndarray, line_offsets: np.ndarray) -> None:
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
-            path, lineno = self.where[csr.row_of(line_offsets, int(bad[0]))]
+            path, lineno = self.where(int(csr.row_of(line_offsets, int(bad[0]))))
             with open(path, "rb") as stream:
                 line = stream.read().split(b"\n")[lineno - 1].rstrip(b"\r")
             self._slow(line.partition(b"\t")[2], path, lineno)  # raises with the datapoint
@@ -340,14 +277,25 @@ def read_text(path: str | os.PathLike, *, name: str = "input", analog: bool = Fa
         warnings.warn(f"{path}: {repeated:,} sample labels appear on several lines; the last line of each is kept",
                       DataWarning, stacklevel=2)
     dataset = SparseDataset(name, (width,), offsets, indices, values)
+    if duplicates == "error":
+        _reject_duplicates(path, dataset, features_map.map, samples_map.map)
     dataset, merged = dataset.deduplicate()
-    if merged and duplicates == "error":
-        raise DataError(f"{path}: {merged:,} features are listed twice within a sample; list each once")
     if merged:
         warnings.warn(f"{path}: merged {merged:,} features listed twice within a sample "
                       f"({'values summed' if analog else 'one entry kept'})", DataWarning, stacklevel=2)
     return TextData(dataset, features_map.map, samples_map.map, features_map.added, samples_map.added,
                     parser.dropped, repeated)
+
+
+def _reject_duplicates(path, dataset: SparseDataset, features: dict[bytes, int], samples: dict[bytes, int]) -> None:
+    repeats, _ = csr.duplicate_positions(dataset.offsets, dataset.indices, dataset.n_features)
+    if len(repeats):
+        at = int(repeats.min())
+        row, feature = int(csr.row_of(dataset.offsets, at)), int(dataset.indices[at])
+        sample = next(label for label, i in samples.items() if i == row)
+        label = next(label for label, i in features.items() if i == feature)
+        raise DataError(f"{path}: sample '{show_label(sample)}' lists feature '{show_label(label)}' more than once "
+                        f"({len(repeats):,} repeated datapoints in all); list each feature once a sample")
 
 
 def _rows(parser: _Parser, n_rows: int) -> tuple[np.ndarray, np.ndarray | None, int]:
