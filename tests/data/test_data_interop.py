@@ -28,6 +28,8 @@ def test_from_scipy_drops_zeros_detects_indicators_and_merges():
     with pytest.warns(DataWarning, match="merged 1 repeated"):
         merged = from_scipy(_unsummed(coo))
     assert merged.row(0)[1].tolist() == [5.0] and merged.row(1)[0].tolist() == [0]  # the stored 0 is dropped
+    stored = scipy.sparse.csr_matrix((np.array([0.0, 2.0]), np.array([0, 1]), np.array([0, 2])), shape=(1, 2))
+    assert from_scipy(stored).nnz == 1 and stored.nnz == 2  # the caller's matrix is left alone
     with pytest.raises(DataError, match="needs a scipy.sparse matrix"):
         from_scipy(np.eye(2))
 

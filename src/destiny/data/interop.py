@@ -44,8 +44,10 @@ def from_scipy(matrix, name: str = "input", dims: Sequence[int] | None = None,
 
     if not scipy.sparse.issparse(matrix):
         raise DataError(f"from_scipy needs a scipy.sparse matrix, not {type(matrix).__name__}")
-    matrix = scipy.sparse.csr_matrix(matrix)
-    matrix.eliminate_zeros()
+    matrix = scipy.sparse.csr_matrix(matrix)  # may share the caller's arrays: never modify them in place
+    if np.any(matrix.data == 0):
+        matrix = matrix.copy()
+        matrix.eliminate_zeros()
     values = matrix.data
     if indicator is None:
         indicator = bool(np.all(values == 1))

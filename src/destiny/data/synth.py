@@ -110,31 +110,59 @@ def _blocks(targets: np.ndarray):
     return zip(bounds[:-1].tolist(), bounds[1:].tolist())
 
 
+def _alias(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Walker's alias table of a discrete distribution: (accept, alias), both (n,).
+
+    A draw is k = ⌊u·n⌋, then k if v < accept[k] else alias[k]: O(1), unlike a binary search
+    of the CDF. Built with Vose's method, a Python loop over the n outcomes (once a model).
+    """
+    n = len(weights)
+    scaled = weights * (n / weights.sum())
+    accept, alias = np.ones(n), np.arange(n)
+    small = [i for i in range(n) if scaled[i] < 1.0]
+    large = [i for i in range(n) if scaled[i] >= 1.0]
+    while small and large:
+        low, high = small.pop(), large[-1]
+        accept[low], alias[low] = scaled[low], high
+        scaled[high] -= 1.0 - scaled[low]
+        if scaled[high] < 1.0:
+            small.append(large.pop())
+    return accept, alias
+
+
 class _Model:
-    """Item popularity and topics: cumulative tables for inverse-CDF sampling."""
+    """Item popularity and topics as alias tables (global, and one a topic)."""
 
     def __init__(self, rng: np.random.Generator, items: int, topics: int, base: Like):
         self.items, self.topics = items, topics
         weight = (np.arange(items) + base.offset) ** -base.exponent  # by popularity rank
-        self.by_rank = rng.permutation(items).astype(np.int32)  # item id of each rank
+        by_rank = rng.permutation(items)  # item id of each rank
         popularity = np.empty(items)
-        popularity[self.by_rank] = weight  # (items,) weight of each item id
-        self.popularity_cdf = np.cumsum(weight) / weight.sum()
+        popularity[by_rank] = weight  # (items,) weight of each item id
+        accept, alias = _alias(weight)
+        self.popular = (accept, by_rank[alias])  # the item of the alias outcome
+        self.by_rank = by_rank
         topic_of = rng.integers(0, topics, size=items)
-        self.by_topic = np.argsort(topic_of, kind="stable").astype(np.int32)  # item ids grouped by topic
-        grouped_topic = topic_of[self.by_topic]
-        grouped_weight = popularity[self.by_topic]
-        totals = np.bincount(grouped_topic, weights=grouped_weight, minlength=topics)
-        within = np.cumsum(grouped_weight) - np.concatenate([[0.0], np.cumsum(totals)[:-1]])[grouped_topic]
-        # topic t's items span (t, t + 1] on this axis; an empty topic has no span and is skipped
-        self.topic_cdf = grouped_topic + within / np.where(totals > 0, totals, 1.0)[grouped_topic]
-        self.empty_topics = totals == 0
+        by_topic = np.argsort(topic_of, kind="stable")  # item ids grouped by topic
+        sizes = np.bincount(topic_of, minlength=topics)
+        self.topic_start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        self.topic_size = sizes
+        self.topic_accept = np.ones(items)
+        self.topic_item = by_topic.copy()  # the item of slot j (used when accepted)
+        self.topic_alias = by_topic.copy()  # the item of slot j's alias
+        for t in np.flatnonzero(sizes):
+            lo, hi = self.topic_start[t], self.topic_start[t] + sizes[t]
+            accept, alias = _alias(popularity[by_topic[lo:hi]])
+            self.topic_accept[lo:hi] = accept
+            self.topic_alias[lo:hi] = by_topic[lo:hi][alias]
+        self.empty_topics = sizes == 0
 
     def picks(self, rng: np.random.Generator, targets: np.ndarray, theta: np.ndarray, topic_share: float) -> np.ndarray:
         """Sorted distinct int64 keys local_user · items + item for one block of users."""
         theta = np.where(self.empty_topics, 0.0, theta)
         theta /= theta.sum(axis=1, keepdims=True)
         mixture_cdf = (np.cumsum(theta, axis=1) + np.arange(len(theta))[:, None]).ravel()
+        user_starts = np.arange(len(targets) + 1, dtype=np.int64) * self.items  # key range of each user
         keys = np.zeros(0, dtype=np.int64)
         need = targets.copy()
         for round_ in range(_ROUNDS):
@@ -145,21 +173,23 @@ class _Model:
                 item = rng.integers(0, self.items, size=len(user))
             keys = np.sort(np.concatenate([keys, user * self.items + item]))
             keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
-            need = targets - np.bincount(keys // self.items, minlength=len(targets))
+            need = targets - np.diff(np.searchsorted(keys, user_starts))
             if not need.any():
                 break
         return keys
 
     def _draw(self, rng: np.random.Generator, user: np.ndarray, mixture_cdf: np.ndarray, topic_share: float):
+        """(n,) int64 items: from a topic of the user's mixture or by global popularity."""
         n = len(user)
         item = np.empty(n, dtype=np.int64)
         topical = rng.random(n) < topic_share
         k = int(topical.sum())
-        u = user[topical]
+        u = user[topical]  # sorted, so the search below walks forward
         position = np.searchsorted(mixture_cdf, u + rng.random(k) * (1 - 1e-12), side="right")
         topic = np.minimum(position - u * self.topics, self.topics - 1)
-        at = np.searchsorted(self.topic_cdf, topic + rng.random(k) * (1 - 1e-12), side="right")
-        item[topical] = self.by_topic[np.minimum(at, self.items - 1)]
-        ranks = np.searchsorted(self.popularity_cdf, rng.random(n - k), side="right")
-        item[~topical] = self.by_rank[np.minimum(ranks, self.items - 1)]
+        slot = self.topic_start[topic] + (rng.random(k) * self.topic_size[topic]).astype(np.int64)
+        item[topical] = np.where(rng.random(k) < self.topic_accept[slot], self.topic_item[slot], self.topic_alias[slot])
+        accept, alias = self.popular
+        rank = (rng.random(n - k) * self.items).astype(np.int64)
+        item[~topical] = np.where(rng.random(n - k) < accept[rank], self.by_rank[rank], alias[rank])
         return item
