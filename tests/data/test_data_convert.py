@@ -134,3 +134,25 @@ def test_real_movielens_files(shared_data, name):
     test = split_interactions(data, "time", 0.2, seed=0)
     converted = to_datasets(data, [~test, test])
     assert sum(d.nnz for d in converted.datasets) == len(data)
+
+
+def test_convert_cli_netcdf_input(tmp_path, capsys):
+    from destiny.data import SparseDataset, write_netcdf
+
+    data = synthesize(40, 300, seed=4)
+    write_netcdf(tmp_path / "two.nc", [data, SparseDataset("output", (4,), [0, 1], [1])])
+    assert main(["convert", str(tmp_path / "two.nc"), "-o", str(tmp_path / "a.txt")]) == 2
+    assert "holds 2 datasets (input, output); choose one with -d NAME" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "two.nc"), "-d", "input", "-o", str(tmp_path / "train.nc"),
+                 "--split", "user", "--test-output", str(tmp_path / "test.nc"), "--seed", "3"]) == 0
+    train, test = read_dataset(tmp_path / "train.nc", "input"), read_dataset(tmp_path / "test.nc", "input")
+    expected_train, expected_test = split_dataset(data, 0.2, seed=3)
+    np.testing.assert_array_equal(train.indices, expected_train.indices)
+    np.testing.assert_array_equal(test.offsets, expected_test.offsets)
+    assert main(["convert", str(tmp_path / "two.nc"), "-d", "input", "-o", str(tmp_path / "t.nc"),
+                 "--split", "time", "--test-output", str(tmp_path / "u.nc")]) == 2
+    assert "--split time needs a ratings table" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "test.nc"), "-o", str(tmp_path / "test.txt")]) == 0
+    first = (tmp_path / "test.txt").read_text().split("\n")[0]
+    row, features = first.split("\t")
+    assert [int(f) for f in features.split(":")] == test.row(int(row))[0].tolist()  # numbers as labels

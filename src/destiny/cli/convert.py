@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 
 from destiny.errors import UsageError
@@ -121,22 +122,22 @@ def _from_ratings(args: argparse.Namespace, source: str, to: str) -> int:
     name = args.dataset or "input"
     converted = to_datasets(interactions, parts, name=name, values=args.values)
     items = len(converted.item_labels)
-    out = console()
-    out.print(f"{args.input}: {read:,} interactions, {len(interactions):,} kept, "
+    say = functools.partial(console().print, markup=False)  # paths may hold [brackets]
+    say(f"{args.input}: {read:,} interactions, {len(interactions):,} kept, "
               f"{len(converted.user_labels):,} users, {items:,} items")
     if to == "text":
         for path, dataset in zip(_outputs(args, len(converted.datasets)), converted.datasets):
             write_text(path, dataset, converted.item_labels, converted.user_labels)
-            out.print(f"Wrote {path} ({dataset.nnz:,} interactions)")
+            say(f"Wrote {path} ({dataset.nnz:,} interactions)")
         return 0
     width = items if args.exact_width else round_up_128(items)
     features_path, samples_path = _index_paths(args, name)
     for path, dataset in zip(_outputs(args, len(converted.datasets)), converted.datasets):
         write_netcdf(path, dataset.replace(dims=(width,)))
-        out.print(f"Wrote {path} (dataset '{name}', {dataset.nnz:,} interactions, width {width:,})")
+        say(f"Wrote {path} (dataset '{name}', {dataset.nnz:,} interactions, width {width:,})")
     write_index(features_path, {str(label): i for i, label in enumerate(converted.item_labels.tolist())})
     write_index(samples_path, {str(label): i for i, label in enumerate(converted.user_labels.tolist())})
-    out.print(f"Wrote {features_path} and {samples_path}")
+    say(f"Wrote {features_path} and {samples_path}")
     return 0
 
 
@@ -159,11 +160,11 @@ def _from_netcdf(args: argparse.Namespace, to: str) -> int:
     if to == "text":  # labels from the index files, else the feature and row numbers
         features = labels_by_index(read_index(args.features)) if args.features else range(dataset.n_features)
         samples = labels_by_index(read_index(args.samples)) if args.samples else range(dataset.n_examples)
-    out = console()
+    say = functools.partial(console().print, markup=False)  # paths may hold [brackets]
     for path, part in zip(_outputs(args, len(parts)), parts):
         if to == "netcdf":
             write_netcdf(path, part)
         else:
             write_text(path, part, features, samples)
-        out.print(f"Wrote {path} (dataset '{part.name}', {part.n_examples:,} examples, {part.nnz:,} entries)")
+        say(f"Wrote {path} (dataset '{part.name}', {part.n_examples:,} examples, {part.nnz:,} entries)")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 
 
 def register(subparsers) -> None:
@@ -44,16 +45,16 @@ def run(args: argparse.Namespace) -> int:
     report = generate_netcdf(args.input, args.output, args.dataset, args.features, args.samples,
                              features=mode, analog=args.type == "analog", exact_width=args.exact_width,
                              value_type=args.value_type)
-    out = console()
+    say = functools.partial(console().print, markup=False)  # paths may hold [brackets]
     values = "indicator" if report.value_dtype is None else f"analog, {report.value_dtype} values"
-    out.print(f"{args.input}: {report.n_examples:,} samples, {report.nnz:,} datapoints, "
+    say(f"{args.input}: {report.n_examples:,} samples, {report.nnz:,} datapoints, "
               f"{report.n_features:,} features ({values})")
     if report.width != report.n_features:
-        out.print(f"Width {report.width:,}: {report.n_features:,} features rounded up to a multiple of 128 "
+        say(f"Width {report.width:,}: {report.n_features:,} features rounded up to a multiple of 128 "
                   "(--exact-width keeps the exact count)")
-    out.print(f"Wrote {args.output} (dataset '{args.dataset}')")
+    say(f"Wrote {args.output} (dataset '{args.dataset}')")
     for wrote, path, added, what in ((report.wrote_features, args.features, report.features_added, "features"),
                                      (report.wrote_samples, args.samples, report.samples_added, "samples")):
         if wrote:
-            out.print(f"Wrote {path} ({added:,} new {what})")
+            say(f"Wrote {path} ({added:,} new {what})")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 
 
@@ -53,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
         stem, ext = os.path.splitext(args.output)
         parts = list(split_dataset(dataset, args.split, args.seed))
         paths.append(args.test_output or f"{stem}.test{ext or '.nc'}")
-    out = console()
-    out.print(f"{dataset.n_examples:,} users × {dataset.n_features:,} items, {dataset.nnz:,} interactions "
+    say = functools.partial(console().print, markup=False)  # paths may hold [brackets]
+    say(f"{dataset.n_examples:,} users × {dataset.n_features:,} items, {dataset.nnz:,} interactions "
               f"({dataset.nnz / dataset.n_examples:.1f} a user, density {dataset.density:.3%})")
     for path, part in zip(paths, parts):
         if path.endswith(".nc"):
@@ -62,5 +63,5 @@ def run(args: argparse.Namespace) -> int:
         else:
             write_text(path, part, [str(i + 1) for i in range(part.n_features)],
                        [str(i + 1) for i in range(part.n_examples)])
-        out.print(f"Wrote {path} ({part.nnz:,} interactions)")
+        say(f"Wrote {path} ({part.nnz:,} interactions)")
     return 0
