@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"destiny {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # missing file, unwritable path, disk full: the OS says which
-        where = f" '{exc.filename}'" if getattr(exc, "filename", None) else ""
-        print(f"destiny {args.command}: error:{where} {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"destiny {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"destiny {args.command}: interrupted", file=sys.stderr)

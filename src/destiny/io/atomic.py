@@ -20,6 +20,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}", dir=directory)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
         yield tmp
         _fsync_file(tmp)
@@ -40,6 +41,12 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     with atomic_path(path) as tmp:
         with open(tmp, mode, encoding=encoding, newline=newline) as stream:
             yield stream
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_file(path: str) -> None:

@@ -161,6 +161,9 @@ class _Progress:
         self._last = 0.0
 
     def __enter__(self):
+        import sys
+
+        self.enabled = self.enabled and sys.stderr.isatty()  # no bar in logs and pipes
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
