@@ -16,6 +16,10 @@ In DSSTNE's terms, with g the negative mean gradient of the loss and g' = g − 
 exactly as the dense formula with g = 0 on the other rows: those rows get only the
 regularisation and state decay, computed without materialising a dense gradient, and skipped
 entirely where that is the identity (SGD and AdaGrad without λ, λ₁).
+
+On CUDA (or under ``destiny.ops.functional.kernels(True)``) the update of an fp32/bf16/fp16
+parameter runs as one fused Triton kernel (``destiny.ops.triton.optimizer``) with the same
+formula; the torch code below is its spec.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from destiny.errors import UsageError
+from destiny.ops.functional import use_kernels
 
 
 class Optimizer(enum.Enum):
@@ -150,17 +155,42 @@ class DsstneOptimizer:
     def _sparse_step(self, w, state, grad, lr, t, reg) -> None:
         grad = grad.coalesce()
         rows, values = grad.indices()[0], grad.values()
+        every_row = reg or self.kind not in (Optimizer.SGD, Optimizer.ADAGRAD)
+        if self._fused(w, state):
+            from destiny.ops.triton.optimizer import fused_sparse_update
+
+            fused_sparse_update(self.kind.value, w, self._states(state), rows, values, all_rows=every_row,
+                                **self._scalars(lr, t, reg))
+            return
         w_rows = w[rows]
         state_rows = {k: v[rows] for k, v in state.items()}
-        if reg or self.kind not in (Optimizer.SGD, Optimizer.ADAGRAD):
+        if every_row:
             self._update(w, state, None, lr, t, reg)  # every row, with g = 0
         self._update(w_rows, state_rows, values, lr, t, reg)
         w[rows] = w_rows
         for k, v in state.items():
             v[rows] = state_rows[k]
 
+    # -- the fused Triton kernels (destiny.ops.triton.optimizer): CUDA, or ops.functional.kernels(True)
+
+    def _fused(self, w, state) -> bool:
+        return (use_kernels(w.device) and w.dtype != torch.float64 and w.is_contiguous()
+                and all(v.is_contiguous() for v in state.values()))
+
+    def _states(self, state) -> tuple[torch.Tensor, ...]:
+        return tuple(state[key] for key in _STATE[self.kind])
+
+    def _scalars(self, lr, t, reg) -> dict:
+        h = self.hyper
+        return dict(lr=lr, t=t, lam=h.lam if reg else 0.0, lam1=h.lam1 if reg else 0.0, mu=h.mu, mu1=h.mu1)
+
     def _update(self, w, state, grad, lr, t, reg) -> None:
         """One update in place; grad None means a zero gradient."""
+        if self._fused(w, state):
+            from destiny.ops.triton.optimizer import fused_update
+
+            fused_update(self.kind.value, w, self._states(state), grad, **self._scalars(lr, t, reg))
+            return
         h = self.hyper
         g = torch.zeros_like(w) if grad is None else -grad.to(w.dtype)  # DSSTNE's g = −gradient
         if reg:

@@ -1,0 +1,14 @@
+"""Destiny's fused Triton kernels, one file per op, each checked against its pure-torch
+reference (``destiny.ops.reference``, ``DsstneOptimizer``'s formula):
+
+- ``sparse_linear``: the sparse input layer, out[b] = Σ_k v_k · W[idx_k] (+ bias);
+- ``sparse_weight_grad``: its weight gradient for the batch's features only;
+- ``output_loss``: loss and delta of an output layer against sparse targets, fused;
+- ``dropout``: dropout and alpha dropout with Philox masks recomputed in backward;
+- ``optimizer``: DSSTNE's seven updates in one pass, dense and row-sparse.
+
+Everything is deterministic (no floating-point atomics, sums in a fixed order) and uses int64
+offsets wherever rows × width can pass 2^31. The modules import Triton (this package file
+does not); the ops are reached through ``destiny.ops.functional`` (CUDA, or ``kernels(True)``
+under ``TRITON_INTERPRET=1``) and ``DsstneOptimizer``.
+"""

@@ -1,0 +1,210 @@
+"""DSSTNE's seven optimizer updates fused: read w, the gradient and the state once, write w and
+the state once (``destiny.train.optimizers.DsstneOptimizer._update`` is the spec).
+
+With g = −gradient and, on regularised parameters, g' = g − λw − λ₁·sgn(w):
+
+    sgd       w += α·g'                          momentum  v = μv + α·g'; w += v
+    nesterov  v' = μv + α·g'; w += v' + μ(v' − v); v = v'
+    adagrad   v += g'²; w += α·g'/√max(1e-9, v)  rmsprop   v = μv + (1−μ)g'²; w += α·g'/√max(1e-9, v)
+    adadelta  s = μs + (1−μ)g'²; d = √(max(1e-9, v)/max(1e-9, s))·g'; v = μv + (1−μ)d²; w += d
+    adam      m = μm + (1−μ)g'; s = μ₁s + (1−μ₁)g'²; w += α·(m/(1−μᵗ)) / (√(s/(1−μ₁ᵗ)) + 1e-8)
+
+Two kernels share the formula: ``dense_kernel`` over the flat elements of any parameter (grad
+None: g = 0), and ``rows_kernel`` over rows of a (rows, H) weight for a row-sparse gradient
+(rows, values): either only the gradient's rows, or every row, each taking its gradient row
+from a slot map (−1: g = 0) — one pass that equals "g = 0 everywhere, then the rows". The
+state tensors are passed in the order of ``destiny.train.optimizers._STATE``.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from destiny.backend import TRITON_INTERPRET
+
+KINDS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam")
+STATES = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adadelta": 2, "adam": 2}
+TILE = 8192 if TRITON_INTERPRET else 1024  # elements a program (the interpreter pays per program)
+
+
+@triton.jit
+def _step(w, g, s1, s2, lr, lam, lam1, mu, mu1, one_minus_mu, one_minus_mu1, bias1, bias2,
+          KIND: tl.constexpr, L2: tl.constexpr, L1: tl.constexpr):
+    """One update of fp32 tiles: w, DSSTNE's g (the negative gradient), states s1, s2."""
+    if L2:
+        g = g - lam * w
+    if L1:
+        g = g - lam1 * tl.where(w > 0, 1.0, tl.where(w < 0, -1.0, 0.0))
+    if KIND == 0:  # SGD
+        w = w + lr * g
+    elif KIND == 1:  # Momentum
+        s1 = s1 * mu + lr * g
+        w = w + s1
+    elif KIND == 2:  # Nesterov
+        v = s1 * mu + lr * g
+        w = w + (v + mu * (v - s1))
+        s1 = v
+    elif KIND == 3:  # AdaGrad
+        s1 = s1 + g * g
+        w = w + tl.div_rn(lr * g, tl.sqrt_rn(tl.maximum(s1, 1e-9)))
+    elif KIND == 4:  # RMSProp
+        s1 = s1 * mu + one_minus_mu * g * g
+        w = w + tl.div_rn(lr * g, tl.sqrt_rn(tl.maximum(s1, 1e-9)))
+    elif KIND == 5:  # AdaDelta: s1 = mean squares, s2 = mean updates; no learning rate
+        s1 = s1 * mu + one_minus_mu * g * g
+        d = tl.sqrt_rn(tl.div_rn(tl.maximum(s2, 1e-9), tl.maximum(s1, 1e-9))) * g
+        s2 = s2 * mu + one_minus_mu * d * d
+        w = w + d
+    else:  # Adam: s1 = first moment, s2 = second moment
+        s1 = s1 * mu + one_minus_mu * g
+        s2 = s2 * mu1 + one_minus_mu1 * g * g
+        w = w + tl.div_rn(lr * tl.div_rn(s1, bias1), tl.sqrt_rn(tl.div_rn(s2, bias2)) + 1e-8)
+    return w, s1, s2
+
+
+@triton.jit
+def dense_kernel(w_ptr, g_ptr, s1_ptr, s2_ptr, n, lr, lam, lam1, mu, mu1, one_minus_mu, one_minus_mu1,
+                 bias1, bias2, KIND: tl.constexpr, N_STATE: tl.constexpr, HAS_GRAD: tl.constexpr,
+                 L2: tl.constexpr, L1: tl.constexpr, BLOCK: tl.constexpr):
+    """Elements [pid·BLOCK, (pid+1)·BLOCK) of flat w, grad and states; int64 offsets."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    ok = offs < n
+    w = tl.load(w_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    g = tl.zeros((BLOCK,), tl.float32)
+    if HAS_GRAD:
+        g = -tl.load(g_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    s1 = tl.zeros((BLOCK,), tl.float32)
+    s2 = tl.zeros((BLOCK,), tl.float32)
+    if N_STATE >= 1:
+        s1 = tl.load(s1_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    if N_STATE >= 2:
+        s2 = tl.load(s2_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    w, s1, s2 = _step(w, g, s1, s2, lr, lam, lam1, mu, mu1, one_minus_mu, one_minus_mu1, bias1, bias2,
+                      KIND, L2, L1)
+    tl.store(w_ptr + offs, w.to(w_ptr.dtype.element_ty), mask=ok)
+    if N_STATE >= 1:
+        tl.store(s1_ptr + offs, s1.to(s1_ptr.dtype.element_ty), mask=ok)
+    if N_STATE >= 2:
+        tl.store(s2_ptr + offs, s2.to(s2_ptr.dtype.element_ty), mask=ok)
+
+
+@triton.jit
+def rows_kernel(w_ptr, val_ptr, rows_ptr, slot_ptr, s1_ptr, s2_ptr, n_rows, H,
+                lr, lam, lam1, mu, mu1, one_minus_mu, one_minus_mu1, bias1, bias2,
+                KIND: tl.constexpr, N_STATE: tl.constexpr, ALL_ROWS: tl.constexpr,
+                L2: tl.constexpr, L1: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_H: tl.constexpr):
+    """A (BLOCK_R, BLOCK_H) tile of a row-major (rows, H) weight and its states. ALL_ROWS: tile
+    rows are weight rows r < n_rows, gradient row slot[r] (−1: none). Else: tile rows are the
+    gradient's rows i < n_rows, weight row rows[i], gradient row i. Offsets are int64."""
+    r = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    r_ok = r < n_rows
+    ok = r_ok[:, None] & (cols < H)[None, :]
+    if ALL_ROWS:
+        row = r
+        src = tl.load(slot_ptr + r, mask=r_ok, other=-1).to(tl.int64)
+        g_ok = ok & (src >= 0)[:, None]
+    else:
+        row = tl.load(rows_ptr + r, mask=r_ok, other=0).to(tl.int64)
+        src = r
+        g_ok = ok
+    offs = row[:, None] * H + cols[None, :]
+    g = -tl.load(val_ptr + src[:, None] * H + cols[None, :], mask=g_ok, other=0.0).to(tl.float32)
+    w = tl.load(w_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    s1 = tl.zeros((BLOCK_R, BLOCK_H), tl.float32)
+    s2 = tl.zeros((BLOCK_R, BLOCK_H), tl.float32)
+    if N_STATE >= 1:
+        s1 = tl.load(s1_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    if N_STATE >= 2:
+        s2 = tl.load(s2_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    w, s1, s2 = _step(w, g, s1, s2, lr, lam, lam1, mu, mu1, one_minus_mu, one_minus_mu1, bias1, bias2,
+                      KIND, L2, L1)
+    tl.store(w_ptr + offs, w.to(w_ptr.dtype.element_ty), mask=ok)
+    if N_STATE >= 1:
+        tl.store(s1_ptr + offs, s1.to(s1_ptr.dtype.element_ty), mask=ok)
+    if N_STATE >= 2:
+        tl.store(s2_ptr + offs, s2.to(s2_ptr.dtype.element_ty), mask=ok)
+
+
+def _scalars(kind: str, lr: float, t: int, lam: float, lam1: float, mu: float, mu1: float) -> dict:
+    """Kernel scalars; the (1 − μ) and bias corrections in double, as the torch formula does."""
+    adam = kind == "adam"
+    return dict(lr=float(lr), lam=float(lam), lam1=float(lam1), mu=float(mu), mu1=float(mu1),
+                one_minus_mu=1.0 - mu, one_minus_mu1=1.0 - mu1,
+                bias1=1.0 - mu ** t if adam else 1.0, bias2=1.0 - mu1 ** t if adam else 1.0)
+
+
+def _check(kind: str, w: torch.Tensor, states: tuple[torch.Tensor, ...]) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown optimizer {kind!r}; one of {', '.join(KINDS)}")
+    if len(states) != STATES[kind]:
+        raise ValueError(f"{kind} keeps {STATES[kind]} state tensors, got {len(states)}")
+    for tensor in (w, *states):
+        if not tensor.is_contiguous() or tensor.shape != w.shape:
+            raise ValueError("the fused optimizer needs contiguous state tensors shaped like the parameter")
+
+
+def _state_args(states: tuple[torch.Tensor, ...], w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return (states[0] if states else w), (states[1] if len(states) > 1 else w)
+
+
+def fused_update(kind: str, w: torch.Tensor, states: tuple[torch.Tensor, ...], grad: torch.Tensor | None, *,
+                 lr: float, t: int, lam: float = 0.0, lam1: float = 0.0, mu: float = 0.0, mu1: float = 0.0) -> None:
+    """One update of w and its states in place, from a dense gradient (None: zero).
+
+    w: any shape, contiguous, fp32 (or bf16/fp16, updated in fp32); states: contiguous, like w;
+    grad: like w (any float dtype) or None. lam, lam1: 0 on unregularised parameters. t: the
+    step number from 1 (Adam's bias correction). Moves (2 + 2·states + 1) · numel elements,
+    ~10 FLOPs an element.
+    """
+    _check(kind, w, states)
+    n = w.numel()
+    if n == 0:
+        return
+    if grad is not None:
+        grad = grad.contiguous()
+    s1, s2 = _state_args(states, w)
+    block = TILE
+    dense_kernel[(triton.cdiv(n, block),)](
+        w, w if grad is None else grad, s1, s2, n, **_scalars(kind, lr, t, lam, lam1, mu, mu1),
+        KIND=KINDS.index(kind), N_STATE=len(states), HAS_GRAD=grad is not None, L2=lam != 0, L1=lam1 != 0,
+        BLOCK=block, num_warps=4)
+
+
+def fused_sparse_update(kind: str, w: torch.Tensor, states: tuple[torch.Tensor, ...], rows: torch.Tensor,
+                        values: torch.Tensor, *, all_rows: bool, lr: float, t: int, lam: float = 0.0,
+                        lam1: float = 0.0, mu: float = 0.0, mu1: float = 0.0) -> None:
+    """One update of a (R, H) weight from a row-sparse gradient, in place.
+
+    rows: (U,) int64 distinct row numbers; values: (U, H) their gradient rows. all_rows: also
+    update every other row with g = 0 (needed unless the update is the identity there, i.e.
+    SGD and AdaGrad without λ, λ₁); one pass over all R rows, through an (R,) int32/int64 slot
+    map. Else only the U rows. Moves (2 + 2·states)·R·H + U·H elements (all_rows) or
+    (3 + 2·states)·U·H (rows only).
+    """
+    _check(kind, w, states)
+    if w.dim() != 2:
+        w2, states = w.view(w.shape[0], -1), tuple(s.view(w.shape[0], -1) for s in states)
+    else:
+        w2 = w
+    n_rows, width = w2.shape
+    values = values.contiguous().view(values.shape[0], -1)
+    s1, s2 = _state_args(states, w2)
+    if all_rows:
+        slot_dtype = torch.int32 if rows.numel() < 2**31 else torch.int64
+        slot = torch.full((n_rows,), -1, dtype=slot_dtype, device=w.device)
+        slot[rows] = torch.arange(rows.numel(), dtype=slot_dtype, device=w.device)
+        count = n_rows
+    else:
+        slot = rows
+        count = rows.numel()
+    if count == 0 or width == 0:
+        return
+    block_h = max(16, min(256, triton.next_power_of_2(width)))
+    block_r = max(1, TILE // block_h)
+    grid = (triton.cdiv(count, block_r), triton.cdiv(width, block_h))
+    rows_kernel[grid](w2, values, rows, slot, s1, s2, count, width, **_scalars(kind, lr, t, lam, lam1, mu, mu1),
+                      KIND=KINDS.index(kind), N_STATE=len(states), ALL_ROWS=all_rows, L2=lam != 0, L1=lam1 != 0,
+                      BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
