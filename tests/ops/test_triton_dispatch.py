@@ -8,12 +8,16 @@ import torch
 
 from destiny.backend import HAS_TRITON, use_triton
 from destiny.errors import UsageError
+from destiny.config import Activation, ErrorFunction
+from destiny.nn.network import Noise
 from destiny.ops import functional as F
-from destiny.train.optimizers import Hyperparameters
-from destiny.train.trainer import Trainer
+from destiny.ops.sparse import SparseRows
+from destiny.train.optimizers import DsstneOptimizer, Hyperparameters
 from tests.helpers import clustered_dataset
 from tests.ops.kernel_check import assert_close
 from tests.train.test_trainer import autoencoder
+
+COMBO = (Activation.SIGMOID, ErrorFunction.SCALED_MARGINAL_CROSS_ENTROPY)
 
 
 def test_references_by_default_on_cpu_and_either_way_when_forced():
@@ -57,17 +61,50 @@ def test_the_backward_pass_keeps_the_forward_passs_choice(device, monkeypatch):
 def test_training_on_the_kernels_equals_training_on_the_references(device):
     """Three Adam steps of a sparse autoencoder (denoising, ReLU + dropout, sigmoid outputs with
     ScaledMarginalCrossEntropy): sparse_linear, its weight gradient, dropout, the fused loss
-    in place and the fused optimizer, all at once."""
-    data = clustered_dataset(96, 40, seed=2)
+    in place and the fused optimizer, all at once. (A hand-written loop: the Trainer would switch
+    PyTorch's deterministic mode on for the whole test session.)"""
+    rows = SparseRows(clustered_dataset(96, 40, seed=2), device)
     runs = []
     for force in (False, True):
         net = autoencoder(40, seed=3, dropout=0.3, denoise=0.1).to(device)
-        trainer = Trainer(net, "adam", Hyperparameters(alpha=0.01), batch_size=32, progress=False, device=device)
+        params = dict(net.named_parameters())
+        opt = DsstneOptimizer(params, "adam", Hyperparameters(alpha=0.01),
+                              regularized={name for name in params if name.startswith("weights.")})
+        losses = []
         with F.kernels(force):
-            result = trainer.fit({"in": data, "out": data}, 1)[0]
-            error = trainer.evaluate({"in": data, "out": data})
-        runs.append((result.training_error, error, [p.detach().clone() for p in net.parameters()]))
-    (err_ref, val_ref, w_ref), (err_k, val_k, w_k) = runs
-    assert err_k == pytest.approx(err_ref, rel=1e-5) and val_k == pytest.approx(val_ref, rel=1e-5)
+            for step in range(3):
+                batch = rows.take(torch.arange(32 * step, 32 * step + 32, device=device))
+                total, _ = net.loss({"in": batch}, {"out": batch}, Noise(7, 0, step))
+                (total / 32).backward()
+                opt.step()
+                opt.zero_grad()
+                losses.append(float(total.detach()))
+            with torch.no_grad():
+                losses.append(float(net.loss({"in": batch}, {"out": batch})[0]))
+        runs.append((losses, [p.detach().clone() for p in net.parameters()]))
+    (loss_ref, w_ref), (loss_k, w_k) = runs
+    assert loss_k == pytest.approx(loss_ref, rel=1e-5)
     for a, b in zip(w_k, w_ref):
         assert_close(a, b.double(), torch.float32, what="weights after training")
+
+
+@pytest.mark.gpu
+def test_the_kernel_paths_run_under_pytorchs_deterministic_mode():
+    """The Trainer turns torch.use_deterministic_algorithms on; no torch op around a kernel may
+    then refuse to run."""
+    from tests.ops.test_triton_output_loss import spec_of, targets
+    from tests.ops.test_triton_sparse_linear import batch_on, weights
+
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        w = torch.nn.Parameter(weights("cuda", 300, 64))
+        x = F.dropout(F.sparse_linear(batch_on("cuda", 16, 300, 20), w), 0.3, 5)
+        z = x @ weights("cuda", 64, 50)
+        loss = F.output_loss(z, targets("cuda", 16, 50, 6, values=False), spec_of(*COMBO)).sum()
+        loss.backward()
+        opt = DsstneOptimizer({"w": w}, "adam")
+        opt.step()
+        torch.cuda.synchronize()
+    finally:
+        torch.use_deterministic_algorithms(was)
