@@ -187,7 +187,8 @@ def bench_optimizer(w_in, hidden, unique_rows, repeat) -> list[Row]:
                 sparse_opt.step()
         return run
 
-    rows.append(Row(f"Adam row-sparse {n}×{h}, {features.numel()} rows", (6 * n * h + features.numel() * h) * 4 + n * 4,
+    traffic = (6 * n * h + features.numel() * h) * 4 + n * 4  # w, m, s read + written; gradient rows; slot map
+    rows.append(Row(f"Adam row-sparse {n}×{h}, {features.numel()} rows", traffic,
                     time_ms(sparse_step(True), repeat), time_ms(sparse_step(False), repeat)))
     return rows
 

@@ -64,7 +64,8 @@ def assert_close(actual: torch.Tensor, truth: torch.Tensor, dtype: torch.dtype,
     else:
         detail = ""
     where = int(err.flatten().argmax())
-    raise AssertionError(f"{what}: worst error {worst:.3g} at flat index {where} (value {float(truth.flatten()[where]):.6g}) "
+    value = float(truth.flatten()[where])
+    raise AssertionError(f"{what}: worst error {worst:.3g} at flat index {where} (value {value:.6g}) "
                          f"over rtol {tol.rtol:g}, atol {tol.atol:g}{detail}")
 
 

@@ -43,7 +43,8 @@ SCRIPT = textwrap.dedent('''
     loss_types = {**f32(["z_ptr", "d_ptr", "loss_ptr", "zt_ptr", "val_ptr", "wt_ptr"], "*fp32"), "off_ptr": "*i64",
                   "idx_ptr": "*i64", "N": "i32", "z_stride": "i32", "d_stride": "i32",
                   **f32(["one_target", "zero_target", "one_scale", "zero_scale", "boost_one", "boost_zero"], "fp32")}
-    combos = [(ol.SIGMOID.value, e) for e in range(5)] + [(ol.LINEAR.value, 0), (ol.LINEAR.value, 1), (ol.SOFTMAX.value, 2)]
+    combos = [(ol.SIGMOID.value, e) for e in range(5)]
+    combos += [(ol.LINEAR.value, 0), (ol.LINEAR.value, 1), (ol.SOFTMAX.value, 2)]
     for (act, err), flags in itertools.product(combos, [(False, False, False, True), (True, True, True, True),
                                                         (True, False, True, False)]):
         build(ol.output_loss_kernel, loss_types,

@@ -24,7 +24,8 @@ def dropout_kernel(x_ptr, y_ptr, n, p, scale, shift, saturation, seed,
     counter = tl.program_id(0).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C)  # (BLOCK_C,)
     u0, u1, u2, u3 = tl.rand4x(seed, counter)
     word = tl.arange(0, 4)[None, :]  # (1, 4): element 4c + w takes word w of counter c
-    u = tl.where(word == 0, u0[:, None], tl.where(word == 1, u1[:, None], tl.where(word == 2, u2[:, None], u3[:, None])))
+    u = tl.where(word == 0, u0[:, None],
+                 tl.where(word == 1, u1[:, None], tl.where(word == 2, u2[:, None], u3[:, None])))
     offs = counter[:, None] * 4 + word  # (BLOCK_C, 4) element numbers, int64
     ok = offs < n
     x = tl.load(x_ptr + offs, mask=ok, other=0.0).to(tl.float32)

@@ -5,7 +5,8 @@ With g = −gradient and, on regularised parameters, g' = g − λw − λ₁·s
 
     sgd       w += α·g'                          momentum  v = μv + α·g'; w += v
     nesterov  v' = μv + α·g'; w += v' + μ(v' − v); v = v'
-    adagrad   v += g'²; w += α·g'/√max(1e-9, v)  rmsprop   v = μv + (1−μ)g'²; w += α·g'/√max(1e-9, v)
+    adagrad   v += g'²; w += α·g'/√max(1e-9, v)
+    rmsprop   v = μv + (1−μ)g'²; w += α·g'/√max(1e-9, v)
     adadelta  s = μs + (1−μ)g'²; d = √(max(1e-9, v)/max(1e-9, s))·g'; v = μv + (1−μ)d²; w += d
     adam      m = μm + (1−μ)g'; s = μ₁s + (1−μ₁)g'²; w += α·(m/(1−μᵗ)) / (√(s/(1−μ₁ᵗ)) + 1e-8)
 
