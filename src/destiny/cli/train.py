@@ -31,6 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("--validation", action="append", default=[], metavar="FILE.nc",
                    help="NetCDF file(s) with validation datasets of the same names; the validation error is "
                         "printed every epoch (repeat for separate input and output files)")
+    p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
+                   help="shuffle the examples every epoch (default: the config's ShuffleIndices)")
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="write NETWORK.epoch<N>.nc with the training state every N epochs")
     p.add_argument("--force", action="store_true", help="overwrite NETWORK if it exists (DSSTNE refuses)")
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     optimizer = Optimizer.parse(args.optimizer)
     hyper = Hyperparameters(alpha=args.alpha, lam=args.lam, lam1=args.lam1, mu=args.mu, mu1=args.mu1)
     trainer = Trainer(network, optimizer, hyper, batch_size=args.batch_size, seed=args.seed, device=device,
-                      progress=not args.quiet)
+                      shuffle=args.shuffle, progress=not args.quiet)
     n_params = sum(p.numel() for p in network.parameters())
     out.print(f"Training {config.name or args.config}: {n_params:,} parameters, {optimizer.value}, "
               f"alpha {trainer.optimizer.hyper.alpha:g}, batch {args.batch_size}, on {device_name(device)}")
