@@ -2,47 +2,72 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import torch
 
+from destiny.errors import UsageError
 from destiny.ops.sparse import SparseRows
 from destiny.predict.topk import TopK, _keys, top_k
 from destiny.train.binding import Binding
 
 
 @torch.no_grad()
-def recommend(network, datasets: Mapping[str, object], k: int, *, exclude=None, include_only=None,
-              layer: str | None = None, batch_size: int = 1024, chunk: int | None = None,
-              device: torch.device | str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (scores, items) arrays of shape (examples, k) for every example of the input
-    datasets (by DataSet name). exclude: a sparse dataset with the same rows whose items are
-    never recommended (the items already seen); include_only: a bool mask over items."""
+def iter_recommendations(network, datasets: Mapping[str, object], k: int, *, exclude=None, include_only=None,
+                         layer: str | None = None, batch_size: int = 1024, chunk: int | None = None,
+                         device: torch.device | str | None = None) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+    """(rows, scores, items) for each batch of examples of the input datasets (by DataSet name):
+    scores (batch, k) float32 best first, items (batch, k) int64, −1/−inf where fewer than k
+    items are eligible. exclude: a sparse dataset with the same rows whose items are never
+    recommended (the items already seen); include_only: a (width,) bool mask of the items
+    allowed at all. Memory: one batch × chunk score buffer (see ``top_k``)."""
+    if k < 1:
+        raise UsageError(f"k must be a positive integer, not {k}")
+    if batch_size < 1:
+        raise UsageError(f"the batch size must be a positive integer, not {batch_size}")
     device = torch.device(device) if device is not None else network.device
     binding = Binding(network, datasets, device=device, with_targets=False, what="prediction data")
     seen = SparseRows(exclude, device) if exclude is not None else None
+    if seen is not None and seen.n_examples != binding.n_examples:
+        raise UsageError(f"the items to exclude cover {seen.n_examples} examples but the input has "
+                         f"{binding.n_examples}; give one row per example")
     allowed = None if include_only is None else torch.as_tensor(np.asarray(include_only, bool), device=device)
-    scores = np.empty((binding.n_examples, k), np.float32)
-    items = np.empty((binding.n_examples, k), np.int64)
     for start in range(0, binding.n_examples, batch_size):
         examples = torch.arange(start, min(start + batch_size, binding.n_examples), device=device)
         inputs, _ = binding.batch(examples)
         best = top_k(network, inputs, k, layer=layer, exclude=seen.take(examples) if seen else None,
                      include_only=allowed, chunk=chunk)
-        scores[start:start + len(examples)] = best.scores.cpu().numpy()
-        items[start:start + len(examples)] = best.items.cpu().numpy()
-    return scores, items
+        yield slice(start, start + len(examples)), best.scores.cpu().numpy(), best.items.cpu().numpy()
+
+
+def recommend(network, datasets: Mapping[str, object], k: int, *, exclude=None, include_only=None,
+              layer: str | None = None, batch_size: int = 1024, chunk: int | None = None,
+              device: torch.device | str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (scores, items) arrays of shape (examples, k) for every example of the input
+    datasets (by DataSet name); see ``iter_recommendations``."""
+    scores, items = [], []
+    for _, s, i in iter_recommendations(network, datasets, k, exclude=exclude, include_only=include_only,
+                                        layer=layer, batch_size=batch_size, chunk=chunk, device=device):
+        scores.append(s)
+        items.append(i)
+    if not scores:
+        return np.empty((0, k), np.float32), np.empty((0, k), np.int64)
+    return np.concatenate(scores), np.concatenate(items)
 
 
 @torch.no_grad()
-def popularity(train, k: int, *, exclude=None, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def popularity(train, k: int, *, exclude=None, include_only=None, batch_size: int = 4096
+               ) -> tuple[np.ndarray, np.ndarray]:
     """The baseline: the k items with the most interactions in ``train`` that the user has not
-    seen (``exclude``, default ``train`` itself). Ties go to the lower item index."""
+    seen (``exclude``, default ``train`` itself). Ties go to the lower item index.
+    include_only: a (width,) bool mask of the items allowed at all."""
     exclude = train if exclude is None else exclude
     width = int(train.n_features)
     counts = torch.as_tensor(np.bincount(np.asarray(train.indices, np.int64), minlength=width)[:width],
                              dtype=torch.float32)
+    if include_only is not None:
+        counts[~torch.as_tensor(np.asarray(include_only, bool))] = -float("inf")
     seen = SparseRows(exclude, "cpu")
     n = seen.n_examples
     scores = np.full((n, k), -np.inf, np.float32)
@@ -51,7 +76,8 @@ def popularity(train, k: int, *, exclude=None, batch_size: int = 4096) -> tuple[
         examples = torch.arange(start, min(start + batch_size, n))
         batch = seen.take(examples)
         s = counts.expand(len(examples), width).clone()
-        s[batch.rows(), batch.indices] = -float("inf")
+        inside = batch.indices < width
+        s[batch.rows()[inside], batch.indices[inside]] = -float("inf")
         top, where = torch.topk(_keys(s, 0), min(k, width), dim=1)
         picked = torch.gather(s, 1, where)
         scores[start:start + len(examples), :top.shape[1]] = picked.numpy()
@@ -59,4 +85,4 @@ def popularity(train, k: int, *, exclude=None, batch_size: int = 4096) -> tuple[
     return scores, items
 
 
-__all__ = ["TopK", "popularity", "recommend"]
+__all__ = ["TopK", "iter_recommendations", "popularity", "recommend"]

@@ -1,14 +1,27 @@
 """Top-K recommendations at any output width, without the full batch × width score matrix.
 
-The output layer is scored in chunks of columns: for each chunk, pre-activations
-z = h @ W[:, chunk] + b[chunk], the activation, filtering (seen / excluded items get −inf),
-and a top-K merged into the running top-K of the batch. Memory is bounded by batch × chunk;
-the same code serves 27K and 10M items, on CPU and GPU.
+The output layer is scored in chunks of columns into one reused (batch, chunk) float32
+buffer: pre-activations z = h @ W[:, chunk] + b[chunk] written in place (``addmm(out=)``),
+the activation applied in place where ranking needs it (below), filtered items (seen, excluded, not included) set to −inf,
+then a top-K of the chunk merged into the running top-K of the batch. Every other temporary
+is either (batch, K) or one block of rows of at most ``BLOCK_ELEMENTS`` values, so the peak
+memory is batch × chunk × 4 bytes plus a few MB; the same code serves 27K and 10M items, on
+CPU and GPU.
 
-Ties are broken deterministically by the lower item index: scores are mapped to
-order-preserving integers and combined with the item index into one int64 key, so top-K
-never depends on the order a kernel happens to visit equal scores. SoftMax outputs are ranked
-by their pre-activations and normalised with a running log-sum-exp over the chunks.
+Ranking: for strictly increasing activations (Sigmoid, Tanh, Linear, SoftPlus, SoftSign,
+SoftMax, ELU, SELU, LeakyReLU with a positive slope) items are ranked by their pre-activations
+and only the k picked scores are activated (in float64, then rounded to float32): ranking needs
+no pass of the activation over the chunk, a sigmoid saturated at 1.0 in float32 still ranks by
+how sure the network is, and an elementwise kernel whose last bit depends on where a value sits
+in a tensor cannot reorder equal items. ReLU (flat below 0) ranks by its exact activations.
+
+Ties are broken deterministically by the lower item index. A chunk's top-K is taken on the
+float values (fast), and only rows whose K-th value is shared by more items than were picked
+are redone exactly on int64 keys (value order first, then the lower index), one block of rows
+at a time. The merge across chunks always uses those keys. So top-K never depends on the
+order a kernel happens to visit equal values, nor on the batch or chunk size. NaN ranks as
+−inf (never recommended), −0.0 equals +0.0. SoftMax outputs are normalised with a running
+log-sum-exp over the chunks. Item indices must be below 2^32.
 """
 
 from __future__ import annotations
@@ -19,10 +32,15 @@ from dataclasses import dataclass
 import torch
 
 from destiny.config import Activation, LayerKind
+from destiny.errors import UsageError
 from destiny.nn.activations import activate
+from destiny.ops.reference import sparse_linear_ref
 from destiny.ops.sparse import SparseBatch
 
 DEFAULT_CHUNK_ELEMENTS = 1 << 24  # batch × chunk ≤ 16M scores (64 MB in float32)
+BLOCK_ELEMENTS = 1 << 20  # rows of a chunk handled at once by passes that need a temporary
+_INDEX_MASK = (1 << 32) - 1
+_IN_PLACE = {Activation.RELU: torch.relu_}
 
 
 @dataclass
@@ -35,16 +53,22 @@ class TopK:
 
 
 def _sortable(scores: torch.Tensor) -> torch.Tensor:
-    """float32 → int64 whose order is the float order (−inf lowest; NaN treated as −inf)."""
-    scores = torch.nan_to_num(scores, nan=-math.inf, posinf=math.inf, neginf=-math.inf)
+    """float32 → int64 whose order is the float order (−inf lowest; NaN treated as −inf;
+    −0.0 and +0.0 equal)."""
+    scores = torch.nan_to_num(scores, nan=-math.inf, posinf=math.inf, neginf=-math.inf) + 0.0  # −0 → +0
     bits = scores.contiguous().view(torch.int32).to(torch.int64)
     return torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
 
 
+def _item_keys(scores: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """One int64 key per (score, item): score order first, then the lower item index."""
+    return (_sortable(scores) << 32) | (_INDEX_MASK - (items & _INDEX_MASK))
+
+
 def _keys(scores: torch.Tensor, first_item: int) -> torch.Tensor:
-    """One int64 key per score: score order first, then the lower item index."""
+    """Keys of a (rows, n) block of scores whose columns are items first_item, first_item + 1, …"""
     items = torch.arange(first_item, first_item + scores.shape[1], device=scores.device, dtype=torch.int64)
-    return (_sortable(scores) << 32) | ((1 << 32) - 1 - (items & 0xFFFFFFFF))
+    return _item_keys(scores, items)
 
 
 def _merge(best_keys, best_items, keys, items, k):
@@ -60,73 +84,208 @@ def _scores_from_keys(keys: torch.Tensor) -> torch.Tensor:
     return bits.to(torch.int32).view(torch.float32)
 
 
+def _row_blocks(rows: int, width: int):
+    step = max(1, BLOCK_ELEMENTS // max(width, 1))
+    for first in range(0, rows, step):
+        yield slice(first, min(first + step, rows))
+
+
+def output_layer(network, layer: str | None):
+    """The config of output ``layer`` (default: the first Output layer); UsageError if unknown."""
+    if layer is None:
+        return network.output_layers()[0]
+    try:
+        cfg = network.config.layer(layer)
+    except KeyError:
+        names = ", ".join(f"'{l.name}'" for l in network.config.layers)
+        raise UsageError(f"the network has no layer '{layer}'; its layers are {names}") from None
+    if cfg.kind != LayerKind.OUTPUT:
+        raise UsageError(f"layer '{layer}' is a {cfg.kind.json} layer; recommendations come from an Output layer "
+                         f"({', '.join(repr(l.name) for l in network.output_layers())})")
+    return cfg
+
+
+class _Running:
+    """The running top-k of a batch, fed one chunk of activated scores at a time."""
+
+    def __init__(self, batch: int, k: int, device: torch.device):
+        self.k = k
+        self.keys = torch.empty(batch, 0, dtype=torch.int64, device=device)
+        self.items = torch.empty(batch, 0, dtype=torch.int64, device=device)
+
+    def add(self, scores: torch.Tensor, start: int, exclude: SparseBatch | None,
+            include_only: torch.Tensor | None) -> None:
+        """Merge the chunk ``scores`` (batch, n) of items start…start + n − 1; ``scores`` is
+        overwritten (NaN → −inf, filtered items → −inf)."""
+        torch.nan_to_num_(scores, nan=-math.inf, posinf=math.inf, neginf=-math.inf)
+        _mask(scores, start, start + scores.shape[1], exclude, include_only)
+        keys, items = _chunk_top(scores, self.k, start)
+        self.keys, self.items = _merge(self.keys, self.items, keys, items, self.k)
+
+    def result(self, activation=None) -> TopK:
+        """Scores (``activation`` of the ranked values, if any) and items, −inf / −1 padded to k."""
+        batch, k = self.keys.shape[0], self.k
+        raw = _scores_from_keys(self.keys)
+        invalid = torch.isneginf(raw)
+        scores = raw if activation is None else activation(raw)
+        scores = torch.where(invalid, torch.full_like(scores, -math.inf), scores)
+        items = torch.where(invalid, torch.full_like(self.items, -1), self.items)
+        if items.shape[1] < k:  # fewer items than k in the whole layer
+            pad = k - items.shape[1]
+            items = torch.cat([items, items.new_full((batch, pad), -1)], dim=1)
+            scores = torch.cat([scores, scores.new_full((batch, pad), -math.inf)], dim=1)
+        return TopK(scores, items)
+
+
+def _default_chunk(width: int, batch: int, chunk: int | None) -> int:
+    if chunk is not None and chunk < 1:
+        raise UsageError(f"the chunk must be a positive number of columns, not {chunk}")
+    return max(1, min(width, chunk or DEFAULT_CHUNK_ELEMENTS // max(batch, 1)))
+
+
 @torch.no_grad()
 def top_k(network, inputs: dict, k: int, *, layer: str | None = None, exclude: SparseBatch | None = None,
           include_only: torch.Tensor | None = None, chunk: int | None = None) -> TopK:
     """The k best items of output ``layer`` for one batch of ``inputs`` (layer name → batch).
 
     exclude: items per example never to recommend (e.g. those already seen), in output-layer
-    columns. include_only: a (width,) bool mask of the items allowed at all.
+    columns. include_only: a (width,) bool mask of the items allowed at all. chunk: output
+    columns scored at once (default: 16M / batch); memory ≈ batch × chunk × 4 bytes.
     """
-    layer_cfg = network.config.layer(layer) if layer else network.output_layers()[0]
-    if layer_cfg.kind != LayerKind.OUTPUT:
-        raise ValueError(f"layer '{layer_cfg.name}' is not an Output layer")
+    if k < 1:
+        raise UsageError(f"k must be a positive integer, not {k}")
+    layer_cfg = output_layer(network, layer)
     width = network.units[layer_cfg.name]
     sources = set(layer_cfg.sources) | set(layer_cfg.skips)
     values = network.forward(inputs, None, stop_at=sources)
     batch = next(v.shape[0] if isinstance(v, torch.Tensor) else v.batch_size for v in values.values())
-    chunk = chunk or max(1, min(width, DEFAULT_CHUNK_ELEMENTS // max(batch, 1)))
+    chunk = _default_chunk(width, batch, chunk)
     device = network.device
     act = network.activation[layer_cfg.name]
     softmax = act.kind == Activation.SOFTMAX
-    best_keys = torch.empty(batch, 0, dtype=torch.int64, device=device)
-    best_items = torch.empty(batch, 0, dtype=torch.int64, device=device)
+    by_preactivation = ranks_by_preactivation(act)
+    buffer = torch.empty(batch * chunk, dtype=network.dtype, device=device)  # the one batch × chunk buffer
+    running = _Running(batch, k, device)
     lse = torch.full((batch,), -math.inf, dtype=torch.float32, device=device)
     for start in range(0, width, chunk):
         stop = min(start + chunk, width)
-        z = _chunk_preactivation(network, layer_cfg, values, start, stop)
-        scores = z.float() if softmax else activate(z, act).float()
+        scores = _chunk_preactivation(network, layer_cfg, values, start, stop, buffer, batch)
+        if scores.dtype != torch.float32:
+            scores = scores.float()
         if softmax:
-            lse = torch.logaddexp(lse, torch.logsumexp(scores, dim=1))
-        _mask(scores, start, stop, exclude, include_only)
-        keys = _keys(scores, start)
-        kk = min(k, stop - start)
-        top, where = torch.topk(keys, kk, dim=1, sorted=False)
-        items = where + start
-        best_keys, best_items = _merge(best_keys, best_items, top, items, k)
-    raw = _scores_from_keys(best_keys)
-    invalid = torch.isneginf(raw)
-    scores = torch.exp(raw - lse[:, None]) if softmax else raw
-    scores = torch.where(invalid, torch.full_like(scores, -math.inf), scores)
-    items = torch.where(invalid, torch.full_like(best_items, -1), best_items)
-    if items.shape[1] < k:  # fewer items than k in the whole layer
-        pad = k - items.shape[1]
-        items = torch.cat([items, items.new_full((batch, pad), -1)], dim=1)
-        scores = torch.cat([scores, scores.new_full((batch, pad), -math.inf)], dim=1)
-    return TopK(scores, items)
+            lse = torch.logaddexp(lse, _logsumexp_rows(scores))
+        elif not by_preactivation:
+            _activate_(scores, act)
+        running.add(scores, start, exclude, include_only)
+        del scores
+    if softmax:
+        return running.result(lambda z: torch.exp(z.double() - lse.double()[:, None]).float())
+    return running.result((lambda z: activate(z.double(), act).float()) if by_preactivation else None)
 
 
-def _chunk_preactivation(network, layer_cfg, values, start: int, stop: int) -> torch.Tensor:
-    from destiny.ops import functional as ops
+@torch.no_grad()
+def top_k_scores(scores: torch.Tensor, k: int, *, exclude: SparseBatch | None = None,
+                 include_only: torch.Tensor | None = None, chunk: int | None = None) -> TopK:
+    """The same ranking over a given (batch, width) score matrix (e.g. another model's): the k
+    best items of each row, ties to the lower item index, ``exclude``/``include_only`` as in
+    ``top_k``. ``scores`` is left unchanged; one (batch, chunk) float32 copy at a time."""
+    if k < 1:
+        raise UsageError(f"k must be a positive integer, not {k}")
+    batch, width = scores.shape
+    chunk = _default_chunk(width, batch, chunk)
+    buffer = torch.empty(batch * chunk, dtype=torch.float32, device=scores.device)
+    running = _Running(batch, k, scores.device)
+    for start in range(0, width, chunk):
+        stop = min(start + chunk, width)
+        part = buffer[:batch * (stop - start)].view(batch, stop - start)
+        part.copy_(scores[:, start:stop])
+        running.add(part, start, exclude, include_only)
+    return running.result()
 
-    z = None
-    for src in layer_cfg.sources:
+
+def _chunk_preactivation(network, layer_cfg, values, start: int, stop: int, buffer: torch.Tensor,
+                         batch: int) -> torch.Tensor:
+    """(batch, stop − start) pre-activations of the output columns start:stop, in ``buffer``."""
+    out = buffer[:batch * (stop - start)].view(batch, stop - start)
+    for n, src in enumerate(layer_cfg.sources):
         spec = network._spec_of[(src, layer_cfg.name)]
-        w = network.weight(spec)[:, start:stop]
+        w = network.weight(spec)[:, start:stop]  # (inputs, columns) strided view: no copy
         b = network.bias(spec)[start:stop]
         x = values[src]
-        term = ops.sparse_linear(x, w.contiguous(), b) if isinstance(x, SparseBatch) else torch.addmm(b, x, w)
-        z = term if z is None else z + term
+        if isinstance(x, SparseBatch):  # gathers x's weight rows of the slice: (batch, columns)
+            term = sparse_linear_ref(x, w, b)
+            if n == 0:
+                out.copy_(term)
+            else:
+                out.add_(term)
+            del term
+        elif n == 0:
+            torch.addmm(b, x, w, out=out)
+        else:
+            out.addmm_(x, w).add_(b)
     for skip in layer_cfg.skips:
-        z = z + values[skip][:, start:stop]
-    return z
+        out.add_(values[skip][:, start:stop])
+    return out
+
+
+def ranks_by_preactivation(act) -> bool:
+    """Whether the activation is strictly increasing, so that ranking by pre-activations is
+    ranking by outputs."""
+    kind = act.kind
+    if kind == Activation.LEAKY_RELU:
+        return act.slope > 0
+    if kind in (Activation.ELU, Activation.SELU):
+        return act.alpha > 0 and (kind == Activation.ELU or act.lam > 0)
+    return kind != Activation.RELU
+
+
+def _activate_(scores: torch.Tensor, act) -> None:
+    """The activation in place, with at most one block of rows of temporaries."""
+    if act.kind == Activation.LINEAR:
+        return
+    if act.kind in _IN_PLACE:
+        _IN_PLACE[act.kind](scores)
+        return
+    for rows in _row_blocks(*scores.shape):
+        scores[rows] = activate(scores[rows], act)
+
+
+def _logsumexp_rows(scores: torch.Tensor) -> torch.Tensor:
+    out = torch.empty(scores.shape[0], dtype=torch.float32, device=scores.device)
+    for rows in _row_blocks(*scores.shape):
+        out[rows] = torch.logsumexp(scores[rows], dim=1)
+    return out
 
 
 def _mask(scores, start, stop, exclude, include_only) -> None:
     if include_only is not None:
-        scores[:, ~include_only[start:stop].to(scores.device)] = -math.inf
+        scores.masked_fill_(~include_only[start:stop].to(scores.device).unsqueeze(0), -math.inf)
     if exclude is not None and exclude.nnz:
         rows = exclude.rows()
         cols = exclude.indices
         inside = (cols >= start) & (cols < stop)
         scores[rows[inside], cols[inside] - start] = -math.inf
+
+
+def _chunk_top(scores: torch.Tensor, k: int, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keys, items), each (batch, min(k, columns)): the exact top of one chunk of scores
+    (columns = items start, start + 1, …) under (score descending, item ascending)."""
+    batch, n = scores.shape
+    kk = min(k, n)
+    values, where = torch.topk(scores, kk, dim=1, sorted=False)
+    if kk < n:
+        kth = values.amin(dim=1)  # the k-th best score of each row
+        at_least = torch.empty(batch, dtype=torch.int64, device=scores.device)
+        for rows in _row_blocks(batch, n):
+            at_least[rows] = (scores[rows] >= kth[rows, None]).sum(1)
+        # Rows where the k-th score is shared by items topk left out: pick the lowest indices.
+        # (−inf rows are all ineligible past that point: their items become −1.)
+        tied = torch.nonzero((at_least > kk) & (kth > -math.inf)).flatten()
+        if tied.numel():  # host sync
+            for block in _row_blocks(tied.numel(), n):
+                rows = tied[block]
+                _, exact = torch.topk(_keys(scores[rows], 0), kk, dim=1, sorted=False)
+                where[rows] = exact
+                values[rows] = torch.gather(scores[rows], 1, exact)
+    items = where + start
+    return _item_keys(values, items), items

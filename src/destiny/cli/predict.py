@@ -1,0 +1,138 @@
+"""``destiny predict``: DSSTNE's predict tool (same short flags) with long options, any K, seen
+items removed rather than boosted, and CSV/Parquet output for data tools."""
+
+from __future__ import annotations
+
+import argparse
+
+from destiny.errors import UsageError
+
+
+def add_input_arguments(p: argparse.ArgumentParser, network_required: bool = True) -> None:
+    """The network and the examples to score: DSSTNE text (-r with -i) or a NetCDF dataset."""
+    p.add_argument("-n", "--network", required=network_required, metavar="NETWORK.nc", help="trained network (DSSTNE or Destiny file)")
+    p.add_argument("-r", "--input", metavar="INPUT.txt",
+                   help="samples to score, DSSTNE text 'sample<TAB>feature[,value]:…' (a file or a directory)")
+    p.add_argument("--input-nc", metavar="INPUT.nc", help="samples to score as a NetCDF dataset (instead of -r)")
+    p.add_argument("-i", "--input-index", "--features-input", dest="input_index", metavar="FEATURES_INPUT",
+                   help="input features index ('label<TAB>index' lines): maps the text's features to input columns")
+    p.add_argument("-d", "--dataset", metavar="NAME",
+                   help="DataSet of the Input layer to feed: NAME or NAME_input (DSSTNE appends _input); "
+                        "needed only when the network has several Input layers")
+    p.add_argument("--samples", metavar="SAMPLES_INDEX",
+                   help="samples index labelling the rows of --input-nc (default: row numbers)")
+    p.add_argument("--input-type", choices=("indicator", "analog"), default="indicator",
+                   help="-r values: ignored (indicator, as DSSTNE) or fed to the network (analog) "
+                        "(default: %(default)s)")
+    p.add_argument("--drop-unknown", action="store_true",
+                   help="skip datapoints whose labels are not in the index files, with a warning (DSSTNE's way); "
+                        "by default they are an error naming the file, line and label")
+    p.add_argument("-b", "--batch-size", type=int, default=1024, metavar="N", help="examples a batch (default 1024)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+
+
+def add_filter_arguments(p: argparse.ArgumentParser) -> None:
+    """Which output layer, and which of its items may be recommended to whom."""
+    p.add_argument("-o", "--output-index", "--features-output", dest="output_index", required=True,
+                   metavar="FEATURES_OUTPUT", help="output features index: labels of the output columns")
+    p.add_argument("-l", "--layer", metavar="NAME", help="output layer (default: the first Output layer)")
+    p.add_argument("--filter-seen", action=argparse.BooleanOptionalAction, default=True,
+                   help="never recommend an example's own input items, matched by label through the indices "
+                        "(default: on)")
+    p.add_argument("-f", "--filter", metavar="FILTER",
+                   help="DSSTNE samples filter (text 'sample<TAB>item[,value]:…'): the listed items are removed "
+                        "(DSSTNE multiplied their scores by the value instead)")
+    p.add_argument("--exclude", metavar="FILE", help="item labels never to recommend, one a line")
+    p.add_argument("--include-only", metavar="FILE", help="recommend only these item labels, one a line")
+    p.add_argument("--chunk", type=int, metavar="N",
+                   help="output columns scored at once (default 16M / batch); memory ≈ batch × chunk × 4 bytes")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "predict", help="recommend the top-K items for every sample (DSSTNE's predict)",
+        description="Score every output item for every sample of the input, remove the items each sample "
+                    "already has, and write the K best, in DSSTNE's recs format ('sample<TAB>item,score:…'), "
+                    "CSV or Parquet. Same short flags as DSSTNE's predict; any K; the output layer is scored "
+                    "in chunks so memory stays bounded at any width. Nothing is written on error.")
+    add_input_arguments(p)
+    add_filter_arguments(p)
+    p.add_argument("-s", "--recs", dest="recs", required=True, metavar="RECS",
+                   help="recommendations file to write (replaced atomically)")
+    p.add_argument("-k", "--top-k", dest="k", type=int, default=100, metavar="K",
+                   help="recommendations a sample, any K ≥ 1 (default 100; DSSTNE capped it below 128)")
+    p.add_argument("--format", choices=("recs", "csv", "parquet"), default="recs",
+                   help="recs: DSSTNE's text; csv/parquet: user, rank, item, score rows (default: %(default)s)")
+    p.add_argument("--score-format", "-p", dest="score_format", metavar="FMT",
+                   help="printf format of a score: default %%.3f as DSSTNE's 4.3f (recs), %%.9g (csv)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(run=run)
+
+
+def check_common(args: argparse.Namespace) -> None:
+    if args.batch_size < 1:
+        raise UsageError(f"-b/--batch-size must be a positive integer, got {args.batch_size}")
+    if getattr(args, "chunk", None) is not None and args.chunk < 1:
+        raise UsageError(f"--chunk must be a positive integer, got {args.chunk}")
+    if (args.input is None) == (args.input_nc is None):
+        raise UsageError("give the samples to score with -r INPUT.txt (and -i FEATURES_INPUT) or --input-nc INPUT.nc")
+    if args.input is not None and args.input_index is None:
+        raise UsageError("-r needs -i FEATURES_INPUT: the index that maps the text's features to input columns")
+
+
+def load_input(args: argparse.Namespace, network):
+    from destiny.predict.inputs import read_netcdf_input, read_text_input
+
+    if args.input is not None:
+        return read_text_input(network, args.input, args.input_index, dataset=args.dataset,
+                               analog=args.input_type == "analog", drop_unknown=args.drop_unknown)
+    return read_netcdf_input(network, args.input_nc, dataset=args.dataset, samples_path=args.samples,
+                             index_path=args.input_index)
+
+
+def load_for_recommending(args: argparse.Namespace):
+    """(network, output layer, width, output index, input, filters) from the common options."""
+    from destiny.backend import resolve_device
+    from destiny.predict.filters import build_filters
+    from destiny.predict.labels import Index
+    from destiny.predict.topk import output_layer
+    from destiny.train.checkpoint import load_network
+
+    network = load_network(args.network, device=resolve_device(args.device))
+    layer = output_layer(network, args.layer)
+    width = network.units[layer.name]
+    output = Index.read(args.output_index)
+    output.check_units(width, layer.name, "output features")
+    inp = load_input(args, network)
+    filters = build_filters(network, inp, output, width, filter_seen=args.filter_seen, filter_file=args.filter,
+                            exclude_file=args.exclude, include_file=args.include_only)
+    return network, layer, width, output, inp, filters
+
+
+def run(args: argparse.Namespace) -> int:
+    import functools
+
+    from destiny.cli.console import console
+    from destiny.predict.recommend import iter_recommendations
+    from destiny.predict.writers import RecsWriter, check_format, score_format
+
+    if args.k < 1:
+        raise UsageError(f"-k/--top-k must be a positive integer, got {args.k}")
+    check_common(args)
+    check_format(args.format)
+    score_format(args.score_format, args.format)
+    network, layer, width, output, inp, filters = load_for_recommending(args)
+    batches = iter_recommendations(network, inp.datasets, args.k, exclude=filters.seen, include_only=filters.allowed,
+                                   layer=layer.name, batch_size=args.batch_size, chunk=args.chunk,
+                                   device=network.device)
+    with RecsWriter(args.recs, args.format, output.label_array(width), args.score_format) as writer:
+        for rows, scores, items in batches:
+            writer.write(inp.labels[rows], scores, items)
+    if not args.quiet:
+        say = functools.partial(console().print, markup=False, highlight=False)
+        short = writer.rows * args.k - writer.written
+        say(f"Scored {writer.rows:,} samples against {filters.catalogue:,} items of layer '{layer.name}'"
+            + (" (seen items removed)" if filters.seen is not None else ""))
+        say(f"Wrote {args.recs}: {writer.written:,} recommendations ({args.format}, top {args.k})"
+            + (f"; {short:,} slots left empty where fewer than {args.k} items were eligible" if short else ""))
+    return 0
