@@ -272,15 +272,18 @@ def _chunk_top(scores: torch.Tensor, k: int, start: int) -> tuple[torch.Tensor, 
     (columns = items start, start + 1, …) under (score descending, item ascending)."""
     batch, n = scores.shape
     kk = min(k, n)
-    values, where = torch.topk(scores, kk, dim=1, sorted=False)
-    if kk < n:
-        kth = values.amin(dim=1)  # the k-th best score of each row
-        at_least = torch.empty(batch, dtype=torch.int64, device=scores.device)
-        for rows in _row_blocks(batch, n):
-            at_least[rows] = (scores[rows] >= kth[rows, None]).sum(1)
-        # Rows where the k-th score is shared by items topk left out: pick the lowest indices.
-        # (−inf rows are all ineligible past that point: their items become −1.)
-        tied = torch.nonzero((at_least > kk) & (kth > -math.inf)).flatten()
+    if kk == n:
+        values, where = scores, torch.arange(n, device=scores.device).expand(batch, n)
+    else:
+        # One more than needed: where the (k+1)-th best value equals the k-th, topk's choice
+        # among the tied items is arbitrary, and those rows are redone on exact keys.
+        values, where = torch.topk(scores, kk + 1, dim=1, sorted=False)
+        drop = values.argmin(dim=1, keepdim=True)  # the (k+1)-th best
+        beyond = values.gather(1, drop).squeeze(1)
+        keep = torch.ones_like(values, dtype=torch.bool).scatter_(1, drop, False)
+        values, where = values[keep].view(batch, kk), where[keep].view(batch, kk)
+        kth = values.amin(dim=1)
+        tied = torch.nonzero((kth == beyond) & (kth > -math.inf)).flatten()  # −inf: ineligible anyway
         if tied.numel():  # host sync
             for block in _row_blocks(tied.numel(), n):
                 rows = tied[block]
