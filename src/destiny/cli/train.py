@@ -28,6 +28,8 @@ def register(subparsers) -> None:
     p.add_argument("--mu1", "-mu1", type=float, help="Adam's beta2")
     p.add_argument("--seed", type=int, default=12134, help="seed of weights, shuffling and noise (default 12134, DSSTNE's)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16"),
+                   help="matrix arithmetic: fp32 (default, DSSTNE's), tf32, or bf16 with fp32 master weights")
     p.add_argument("--validation", action="append", default=[], metavar="FILE.nc",
                    help="NetCDF file(s) with validation datasets of the same names; the validation error is "
                         "printed every epoch (repeat for separate input and output files)")
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     optimizer = Optimizer.parse(args.optimizer)
     hyper = Hyperparameters(alpha=args.alpha, lam=args.lam, lam1=args.lam1, mu=args.mu, mu1=args.mu1)
     trainer = Trainer(network, optimizer, hyper, batch_size=args.batch_size, seed=args.seed, device=device,
-                      shuffle=args.shuffle, progress=not args.quiet)
+                      shuffle=args.shuffle, progress=not args.quiet, precision=args.precision)
     n_params = sum(p.numel() for p in network.parameters())
     out.print(f"Training {config.name or args.config}: {n_params:,} parameters, {optimizer.value}, "
               f"alpha {trainer.optimizer.hyper.alpha:g}, batch {args.batch_size}, on {device_name(device)}")

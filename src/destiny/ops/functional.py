@@ -67,14 +67,19 @@ class _SparseLinear(torch.autograd.Function):
         ctx.batch = batch
         ctx.weight_shape = weight.shape
         ctx.has_bias = bias is not None
+        ctx.dtype = weight.dtype
         ctx.fused = use_kernels(weight.device) and weight.stride(-1) == 1
-        if ctx.fused:
-            return _kernel("sparse_linear").sparse_linear_forward(batch, weight, bias)
-        return ref.sparse_linear_ref(batch, weight, bias)
+        # In the weights' own precision even under autocast: a gather-sum is memory-bound, so
+        # lower precision buys nothing, and the next layer's product casts as it needs.
+        with torch.autocast(weight.device.type, enabled=False):
+            if ctx.fused:
+                return _kernel("sparse_linear").sparse_linear_forward(batch, weight, bias)
+            return ref.sparse_linear_ref(batch, weight, bias)
 
     @staticmethod
     def backward(ctx, grad_out):
         grad_weight = grad_bias = None
+        grad_out = grad_out.to(ctx.dtype)
         if ctx.needs_input_grad[0]:
             if ctx.fused:
                 features, rows = _kernel("sparse_weight_grad").sparse_weight_grad(ctx.batch, grad_out)

@@ -20,6 +20,7 @@ from destiny.nn.network import Network, Noise
 from destiny.ops.random import stream_seed
 from destiny.train.binding import Binding
 from destiny.train.optimizers import DsstneOptimizer, Hyperparameters, Optimizer
+from destiny.train.precision import Precision, autocast, matmul_precision
 
 
 @dataclass
@@ -48,12 +49,14 @@ class Trainer:
     optimizer: one of DSSTNE's seven (``Optimizer`` or its name). hyper: α, λ, λ₁, μ, μ₁ (the
     network's Decay is used when hyper.decay is not set). seed: shuffling and noise streams
     (default: the network's seed). shuffle: None follows the config's ShuffleIndices.
+    precision: fp32, tf32 or bf16 matrix products (``destiny.train.precision``).
     """
 
     def __init__(self, network: Network, optimizer: Optimizer | str = Optimizer.SGD,
                  hyper: Hyperparameters | None = None, *, batch_size: int = 1024, seed: int | None = None,
                  shuffle: bool | None = None, device: torch.device | str | None = None,
-                 callbacks: list[Callback] | None = None, progress: bool = True):
+                 callbacks: list[Callback] | None = None, progress: bool = True,
+                 precision: Precision | str = Precision.FP32):
         from destiny.backend import resolve_device
         from destiny.train.determinism import make_deterministic
 
@@ -75,6 +78,7 @@ class Trainer:
         self.shuffle = network.config.shuffle_indices if shuffle is None else shuffle
         self.callbacks = list(callbacks or [])
         self.progress = progress
+        self.precision = Precision.parse(precision)
         self.epoch = 0  # epochs completed
         self.history: list[EpochResult] = []
 
@@ -102,7 +106,8 @@ class Trainer:
         for start in range(0, binding.n_examples, self.batch_size):
             examples = torch.arange(start, min(start + self.batch_size, binding.n_examples), device=self.device)
             inputs, targets = binding.batch(examples)
-            loss, _ = self.network.loss(inputs, targets, None)
+            with matmul_precision(self.precision), autocast(self.precision, self.device):
+                loss, _ = self.network.loss(inputs, targets, None)
             total += loss.double()
         return float(total) / max(binding.n_examples, 1)
 
@@ -126,19 +131,26 @@ class Trainer:
         with _Progress(self.progress, n, f"Epoch {epoch}") as bar:
             for step, start in enumerate(range(0, n, self.batch_size)):
                 examples = order[start:start + self.batch_size]
-                inputs, targets = binding.batch(examples)
-                loss, _ = self.network.loss(inputs, targets, Noise(self.seed, epoch, step))
-                (loss / examples.numel()).backward()
-                self.optimizer.step()
-                self.network.apply_weight_norms()
-                self.optimizer.zero_grad()
-                total += loss.detach().double()
+                loss = self.step(binding, examples, epoch, step)
+                total += loss.double()
                 bar.advance(examples.numel(), total, start + examples.numel())
         seconds = time.perf_counter() - started
         self.epoch = epoch
         validation = self.evaluate(check) if check is not None else None
         return EpochResult(epoch, float(total) / n, self.regularization_error(), validation, lr, seconds,
                            n / max(seconds, 1e-9))
+
+    def step(self, binding: Binding, examples: torch.Tensor, epoch: int, step: int) -> torch.Tensor:
+        """One minibatch: forward, loss, backward, update; returns the batch's summed loss."""
+        inputs, targets = binding.batch(examples)
+        with matmul_precision(self.precision):
+            with autocast(self.precision, self.device):
+                loss, _ = self.network.loss(inputs, targets, Noise(self.seed, epoch, step))
+            (loss / examples.numel()).backward()
+        self.optimizer.step()
+        self.network.apply_weight_norms()
+        self.optimizer.zero_grad()
+        return loss.detach().float()
 
     @torch.no_grad()
     def regularization_error(self) -> float:

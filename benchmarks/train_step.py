@@ -1,0 +1,367 @@
+"""Training-step and prediction speed of Destiny against plain PyTorch and the hardware floor,
+in one run on one GPU (issue: fast sparse kernels).
+
+    PYTHONPATH=src python benchmarks/train_step.py [--steps 30] [--precisions fp32,tf32,bf16]
+                                                   [--parts seed,dsstne,predict,wide]
+
+seed     the talk's MovieLens network (27,278 → 3 × 1536 ReLU, dropout 0.37 → 27,278 sigmoid,
+         ScaledMarginalCrossEntropy), batch 1024, momentum SGD, synthetic MovieLens-like users
+dsstne   DSSTNE's benchmark network (3 × 1024 Sigmoid, dropout 0.5), batch 256, RMSProp
+predict  top-10 unseen items for 138,493 users: Destiny's chunked top-K against PyTorch
+         forward + topk
+wide     the seed network with a 10,000,000-wide sparse input at 0.01% density (1,000 items an
+         example, SGD): the share of the step its input layer costs
+
+PyTorch peers, each the same network and optimizer (torch.optim with fused=True), dense
+targets and BCE-with-logits: "dense" (dense multi-hot input), "bag" (nn.EmbeddingBag input
+layer), "csr" (torch.sparse CSR input). The floor: the step's dense matrix products alone at
+that precision, plus the optimizer's bytes over the device copy bandwidth measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+SEED_CONFIG = {
+    "Version": 0.8, "Name": "seed", "ShuffleIndices": True, "ErrorFunction": "ScaledMarginalCrossEntropy",
+    "ScaledMarginalCrossEntropy": {"oneTarget": 1.0, "zeroTarget": 0.0, "oneScale": 1.0, "zeroScale": 1.0},
+    "Layers": [{"Name": "Input", "N": "auto", "DataSet": "input", "Sparse": True}]
+    + [{"Name": f"Hidden{i}", "N": 1536, "Activation": "Relu", "pDropout": 0.37,
+        "WeightInit": {"Scheme": "Gaussian", "Scale": 0.01}} for i in (1, 2, 3)]
+    + [{"Name": "Output", "N": "auto", "DataSet": "output", "Sparse": True, "Activation": "Sigmoid",
+        "WeightInit": {"Scheme": "Gaussian", "Scale": 0.01, "Bias": -10.2}}],
+}
+
+
+def dsstne_config() -> dict:
+    cfg = {**SEED_CONFIG, "Name": "dsstne-benchmark"}
+    cfg["Layers"] = [SEED_CONFIG["Layers"][0]] + [
+        {"Name": f"Hidden{i}", "N": 1024, "Activation": "Sigmoid", "pDropout": 0.5,
+         "WeightInit": {"Scheme": "Gaussian", "Scale": 0.01}} for i in (1, 2, 3)] + [SEED_CONFIG["Layers"][-1]]
+    return cfg
+
+
+def timed(fn, steps: int, warmup: int = 3) -> float:
+    """Median ms of fn() over ``steps`` runs (CUDA events)."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(steps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def copy_bandwidth() -> float:
+    src = torch.empty(2**28, device="cuda").uniform_()
+    dst = torch.empty_like(src)
+    return 2 * src.numel() * 4 / timed(lambda: dst.copy_(src), 20)  # bytes per ms
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def users(n: int, items: int, mean: float, seed: int):
+    from destiny.data import synthesize
+
+    return synthesize(n, items, seed=seed, mean_items=mean)
+
+
+# ---------------------------------------------------------------------------------------------
+# Destiny
+
+
+def destiny_step(config: dict, data, batch: int, optimizer: str, hyper: dict, precision: str):
+    """A closure running one Destiny training step (batch gathering included)."""
+    from destiny.config import config_from_json
+    from destiny.nn.network import Network
+    from destiny.train.binding import Binding
+    from destiny.train.optimizers import Hyperparameters
+    from destiny.train.trainer import Trainer
+
+    cfg = config_from_json(config)
+    net = Network.from_config(cfg, {"input": data.dims, "output": data.dims})
+    trainer = Trainer(net, optimizer, Hyperparameters(**hyper), batch_size=batch, device="cuda", progress=False,
+                      precision=precision)
+    named = data.replace(name="input")
+    binding = Binding(net, {"input": named, "output": named}, device=torch.device("cuda"))
+    order = trainer.order(binding.n_examples, 1).cuda()
+    state = {"step": 0}
+
+    def step():
+        s = state["step"]
+        start = (s * batch) % (binding.n_examples - batch)
+        trainer.step(binding, order[start:start + batch], 1, s)
+        state["step"] += 1
+
+    return step, net
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch peers
+
+
+class Peer(torch.nn.Module):
+    """The same MLP in plain PyTorch; ``input_kind`` is dense, bag or csr."""
+
+    def __init__(self, width: int, hidden: list[int], activation, dropout: float, input_kind: str):
+        super().__init__()
+        self.kind = input_kind
+        first = hidden[0]
+        if input_kind == "bag":
+            self.input = torch.nn.EmbeddingBag(width, first, mode="sum")
+            self.input_bias = torch.nn.Parameter(torch.zeros(first))
+        else:
+            self.input = torch.nn.Linear(width, first)
+        self.hidden = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in zip(hidden, hidden[1:]))
+        self.out = torch.nn.Linear(hidden[-1], width)
+        self.activation, self.dropout = activation, dropout
+        for p in self.parameters():
+            torch.nn.init.normal_(p, std=0.01) if p.dim() == 2 else torch.nn.init.zeros_(p)
+        torch.nn.init.constant_(self.out.bias, -10.2)
+
+    def forward(self, x):
+        if self.kind == "bag":
+            h = self.input(x[1], x[0][:-1]) + self.input_bias
+        elif self.kind == "csr":
+            h = torch.sparse.mm(x, self.input.weight.t()) + self.input.bias
+        else:
+            h = self.input(x)
+        h = F.dropout(self.activation(h), self.dropout, self.training)
+        for layer in self.hidden:
+            h = F.dropout(self.activation(layer(h)), self.dropout, self.training)
+        return self.out(h)
+
+
+def peer_step(kind: str, data, batch: int, hidden: list[int], activation, dropout: float, optimizer: str,
+              precision: str):
+    width = data.n_features
+    model = Peer(width, hidden, activation, dropout, kind).cuda()
+    if optimizer == "momentum":
+        opt = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.5, fused=True)
+    else:
+        opt = torch.optim.RMSprop(model.parameters(), lr=0.001, alpha=0.9, foreach=True)
+    offsets = torch.as_tensor(data.offsets, device="cuda")
+    indices = torch.as_tensor(data.indices, device="cuda").long()
+    n = data.n_examples
+    state = {"step": 0}
+    dtype = torch.bfloat16 if precision == "bf16" else None
+
+    def gather(examples):
+        starts, ends = offsets[examples], offsets[examples + 1]
+        lengths = ends - starts
+        off = torch.zeros(len(examples) + 1, dtype=torch.int64, device="cuda")
+        torch.cumsum(lengths, 0, out=off[1:])
+        nnz = int(off[-1])
+        pos = torch.repeat_interleave(starts - off[:-1], lengths, output_size=nnz) + torch.arange(nnz, device="cuda")
+        rows = torch.repeat_interleave(torch.arange(len(examples), device="cuda"), lengths, output_size=nnz)
+        return off, indices[pos], rows
+
+    def step():
+        s = state["step"]
+        start = (s * batch) % (n - batch)
+        examples = torch.arange(start, start + batch, device="cuda")
+        off, idx, rows = gather(examples)
+        target = torch.zeros(batch, width, device="cuda")
+        target[rows, idx] = 1.0
+        if kind == "bag":
+            x = (off, idx)
+        elif kind == "csr":
+            x = torch.sparse_csr_tensor(off, idx, torch.ones_like(idx, dtype=torch.float32), (batch, width))
+        else:
+            x = target  # an autoencoder: the dense input is the multi-hot target itself
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype is not None):
+            logits = model(x)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="sum") / batch
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        state["step"] += 1
+
+    return step
+
+
+# ---------------------------------------------------------------------------------------------
+# The floor
+
+
+def gemm_floor(batch: int, width: int, hidden: list[int], precision: str, steps: int) -> float:
+    """ms of the step's dense products: forward and both backward products of every dense layer,
+    and the backward product into the first hidden layer (the sparse input layer is free)."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    shapes = []  # (m, k, n) of C = A(m×k) @ B(k×n)
+    dims = hidden + [width]
+    for a, b in zip(dims, dims[1:]):
+        shapes += [(batch, a, b), (batch, b, a), (a, batch, b)]  # forward, input grad, weight grad
+    mats = [(torch.randn(m, k, device="cuda", dtype=dtype), torch.randn(k, n, device="cuda", dtype=dtype))
+            for m, k, n in shapes]
+
+    def run():
+        for a, b in mats:
+            torch.mm(a, b)
+
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    try:
+        return timed(run, steps)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def parameter_count(width: int, hidden: list[int]) -> int:
+    dims = [width] + hidden + [width]
+    return sum(a * b + b for a, b in zip(dims, dims[1:]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Parts
+
+
+def run_training(name, config, data, batch, hidden, activation, dropout, optimizer, hyper, bytes_per_param,
+                 precisions, steps, bandwidth):
+    print(f"\n== {name}: batch {batch}, {data.n_features:,} → {' → '.join(map(str, hidden))} → {data.n_features:,}, "
+          f"{optimizer}; {data.nnz / data.n_examples:.0f} items an example; median ms of {steps} steps")
+    params = parameter_count(data.n_features, hidden)
+    optimizer_ms = params * bytes_per_param / bandwidth
+    head = f"{'precision':<10}{'destiny':>9}{'dense':>9}{'bag':>9}{'csr':>9}{'floor':>9}   {'vs fastest peer':>15}{'vs floor':>10}"
+    print(head)
+    results = {}
+    for precision in precisions:
+        row = {}
+        step, _ = destiny_step(config, data, batch, optimizer, hyper, precision)
+        row["destiny"] = timed(step, steps)
+        del step
+        for kind in ("dense", "bag", "csr"):
+            try:
+                row[kind] = timed(peer_step(kind, data, batch, hidden, activation, dropout, optimizer, precision), steps)
+            except Exception as exc:  # torch.sparse CSR fails under bf16 autocast, for example
+                row[kind] = float("nan")
+                print(f"   ({kind} {precision}: {type(exc).__name__}: {str(exc)[:80]})")
+        torch.cuda.empty_cache()
+        row["floor"] = gemm_floor(batch, data.n_features, hidden, precision, steps) + optimizer_ms
+        fastest = min(v for k, v in row.items() if k in ("dense", "bag", "csr") and not math.isnan(v))
+        print(f"{precision:<10}" + "".join(f"{row[k]:>9.2f}" for k in ("destiny", "dense", "bag", "csr", "floor"))
+              + f"   {fastest / row['destiny']:>14.2f}x{row['destiny'] / row['floor']:>9.2f}x")
+        results[precision] = row
+    print(f"floor = dense products at that precision + optimizer traffic {params / 1e6:.1f}M params × "
+          f"{bytes_per_param} B / {bandwidth / 1e6:.0f} GB/s = {optimizer_ms:.2f} ms")
+    return results
+
+
+def run_predict(data, steps: int) -> None:
+    from destiny.config import config_from_json
+    from destiny.nn.network import Network
+    from destiny.predict.recommend import recommend
+
+    print(f"\n== predict: top-10 unseen items for {data.n_examples:,} users × {data.n_features:,} items, "
+          "seed network, fp32")
+    cfg = config_from_json(SEED_CONFIG)
+    named = data.replace(name="input")
+    net = Network.from_config(cfg, {"input": data.dims, "output": data.dims}).cuda()
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    recommend(net, {"input": named}, 10, exclude=named, batch_size=4096)
+    torch.cuda.synchronize()
+    ours = time.perf_counter() - t
+
+    peer = Peer(data.n_features, [1536] * 3, torch.relu, 0.0, "bag").cuda().eval()
+    offsets = torch.as_tensor(data.offsets, device="cuda")
+    indices = torch.as_tensor(data.indices, device="cuda").long()
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    with torch.no_grad():
+        for start in range(0, data.n_examples, 4096):
+            stop = min(start + 4096, data.n_examples)
+            off = offsets[start:stop + 1] - offsets[start]
+            idx = indices[offsets[start]:offsets[stop]]
+            scores = torch.sigmoid(peer((off, idx)))
+            rows = torch.repeat_interleave(torch.arange(stop - start, device="cuda"), off[1:] - off[:-1])
+            scores[rows, idx] = -1.0
+            torch.topk(scores, 10, dim=1)
+    torch.cuda.synchronize()
+    theirs = time.perf_counter() - t
+    print(f"destiny {ours:.2f} s, PyTorch forward + topk {theirs:.2f} s: {theirs / ours:.2f}x")
+
+
+def run_wide(steps: int, bandwidth: float) -> None:
+    """The seed network with a 10M-wide sparse input (1,000 items an example, 0.01%)."""
+    from destiny.config import config_from_json
+    from destiny.data import SparseDataset
+    from destiny.nn.network import Network
+    from destiny.train.binding import Binding
+    from destiny.train.optimizers import Hyperparameters
+    from destiny.train.trainer import Trainer
+
+    print("\n== wide input: 10,000,000 sparse inputs at 0.01% (1,000 an example) → seed network, SGD, fp32")
+    rng = np.random.default_rng(0)
+    n, width, per = 4096, 10_000_000, 1000
+    inputs = SparseDataset("input", (width,), np.arange(n + 1, dtype=np.int64) * per,
+                           rng.integers(0, width, size=n * per).astype(np.int32))
+    inputs, _ = inputs.deduplicate()
+    targets = users(n, 27_278, 115, seed=3).replace(name="output")
+    cfg = config_from_json(SEED_CONFIG)
+    for label, data_in in (("10M-wide input", inputs), ("27,278 input", targets.replace(name="input"))):
+        net = Network.from_config(cfg, {"input": data_in.dims, "output": targets.dims})
+        trainer = Trainer(net, "sgd", Hyperparameters(alpha=0.01, lam=0.0), batch_size=1024, device="cuda",
+                          progress=False)
+        binding = Binding(net, {"input": data_in, "output": targets}, device=torch.device("cuda"))
+        state = {"s": 0}
+
+        def step():
+            start = (state["s"] * 1024) % (n - 1024)
+            trainer.step(binding, torch.arange(start, start + 1024, device="cuda"), 1, state["s"])
+            state["s"] += 1
+
+        ms = timed(step, steps)
+        print(f"  {label}: {ms:.2f} ms a step")
+        del net, trainer, binding
+        torch.cuda.empty_cache()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--precisions", default="fp32,tf32,bf16")
+    parser.add_argument("--parts", default="seed,dsstne,predict,wide")
+    parser.add_argument("--users", type=int, default=20_000, help="synthetic users for the training parts")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("benchmarks/train_step.py needs a CUDA GPU", file=sys.stderr)
+        return 1
+    import triton
+
+    parts = set(args.parts.split(","))
+    precisions = args.precisions.split(",")
+    bandwidth = copy_bandwidth()
+    print(f"{torch.cuda.get_device_name()} | torch {torch.__version__} | triton {triton.__version__} | "
+          f"copy bandwidth {bandwidth / 1e6:.0f} GB/s")
+    if parts & {"seed", "dsstne"}:
+        data = users(args.users, 27_278, 115, seed=1)
+    if "seed" in parts:
+        run_training("seed network", SEED_CONFIG, data, 1024, [1536] * 3, torch.relu, 0.37, "momentum",
+                     dict(alpha=0.025, lam=0.0, mu=0.5), 20, precisions, args.steps, bandwidth)
+    if "dsstne" in parts:
+        run_training("DSSTNE benchmark network", dsstne_config(), data, 256, [1024] * 3, torch.sigmoid, 0.5,
+                     "rmsprop", dict(alpha=0.001, lam=0.0, mu=0.9), 20, precisions, args.steps, bandwidth)
+    if "predict" in parts:
+        run_predict(users(138_493, 27_278, 144, seed=2), args.steps)
+    if "wide" in parts:
+        run_wide(args.steps, bandwidth)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
