@@ -202,12 +202,12 @@ class Network(torch.nn.Module):
         z = None
         for src in layer.sources:
             spec = self._spec_of[(src, layer.name)]
-            x, w = values[src], self.weight(spec)
+            x, w = self._source_value(src, values), self.weight(spec)
             term = ops.sparse_linear(x, w, self.bias(spec)) if isinstance(x, SparseBatch) else \
                 torch.addmm(self.bias(spec), x, w)
             z = term if z is None else z + term
         for skip in layer.skips:
-            z = z + values[skip]
+            z = z + self._source_value(skip, values)
         if layer.batch_norm:
             z = self._batch_norm(layer, z, training=noise is not None)
         if layer.delta_norm > 0 and noise is not None:
@@ -218,6 +218,15 @@ class Network(torch.nn.Module):
         if noise is not None and layer.p_dropout > 0:
             a = self._dropout(layer, a, noise)
         return a
+
+    def _source_value(self, name: str, values):
+        """What a layer reads from ``name``: its activations (an Output layer's values are its
+        pre-activations, kept for the loss, so a layer reading it activates them)."""
+        value = values[name]
+        layer = self.config.layer(name)
+        if layer.kind == LayerKind.OUTPUT:
+            value = activate(value, self.activation[name])
+        return value
 
     def _batch_norm(self, layer: LayerConfig, z: torch.Tensor, training: bool) -> torch.Tensor:
         calls = getattr(self, f"bn_calls_{layer.name}")
