@@ -166,7 +166,8 @@ def main(argv=None) -> int:
     check(network, x, seen, items, [0, 1, args.users // 2, args.users - 1])
     print("top-K of 4 users equals the brute force over their full score rows")
     ok = above_start <= budget
-    print("PASS" if ok else "FAIL", f"peak {above_start / MiB:.1f} MiB {'<=' if ok else '>'} budget {budget / MiB:.1f} MiB")
+    print("PASS" if ok else "FAIL",
+          f"peak {above_start / MiB:.1f} MiB {'<=' if ok else '>'} budget {budget / MiB:.1f} MiB")
     return 0 if ok else 1
 
 

@@ -13,7 +13,8 @@ from tests.predict.helpers import autoencoder_files
 
 def test_npy_and_netcdf_hold_the_hidden_activations(tmp_path):
     paths, rows, labels, net = autoencoder_files(tmp_path)
-    base = ["encode", "-n", str(paths["net"]), "-i", str(paths["index"]), "-r", str(paths["input"]), "-b", "5", "--quiet"]
+    base = ["encode", "-n", str(paths["net"]), "-i", str(paths["index"]), "-r", str(paths["input"]), "-b", "5",
+            "--quiet"]
     assert main([*base, "-o", str(tmp_path / "e.npy"), "--samples-out", str(tmp_path / "rows")]) == 0
     assert main([*base, "-o", str(tmp_path / "e.nc")]) == 0
     offsets = torch.tensor(np.concatenate([[0], np.cumsum([len(r) for r in rows])]))

@@ -51,7 +51,8 @@ def test_network_and_recs_file_give_the_metrics_computed_by_hand(case, capsys):
 def test_table_json_out_and_the_popularity_baseline(case, capsys):
     tmp_path, paths, rows, labels, net, held = case
     assert evaluate("-n", paths["net"], "-i", paths["index"], "-r", paths["input"], "-o", paths["index"],
-                    "--held-out", tmp_path / "held.txt", "-k", 3, "--popularity", "--json-out", tmp_path / "m.json") == 0
+                    "--held-out", tmp_path / "held.txt", "-k", 3, "--popularity",
+                    "--json-out", tmp_path / "m.json") == 0
     out = capsys.readouterr().out
     assert "Recall@K min" in out and "Most popular" in out and "Liang" in out
     document = json.loads((tmp_path / "m.json").read_text())

@@ -29,7 +29,8 @@ def brute(recs: list[list[int]], held: list[set], k: int, n_items: int) -> dict:
         p.append(hits / k)
         r.append(hits / len(relevant))
         rmin.append(hits / cap)
-        ndcg.append(sum(g / math.log2(i + 2) for i, g in enumerate(rel)) / sum(1 / math.log2(i + 2) for i in range(cap)))
+        ideal = sum(1 / math.log2(i + 2) for i in range(cap))
+        ndcg.append(sum(g / math.log2(i + 2) for i, g in enumerate(rel)) / ideal)
         ap.append(sum(rel[i] * sum(rel[:i + 1]) / (i + 1) for i in range(k)) / cap)
         hit.append(1.0 if hits else 0.0)
     mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731

@@ -169,3 +169,14 @@ def test_padding_columns_are_never_recommended(tmp_path):
     recs = parse_recs(tmp_path / "r.txt")
     assert len(recs["a"]) == 28 and len(recs["b"]) == 29
     assert {item for item, _ in recs["a"]} <= set(labels)
+
+
+def test_drop_unknown_skips_labels_missing_from_the_index_with_a_warning(case, capsys):
+    tmp_path, paths, rows, labels, net = case
+    write_lines(tmp_path / "new.txt", {"a": [labels[0], "brand-new-movie"], "b": ["brand-new-movie"]})
+    assert main(["predict", "-n", str(paths["net"]), "-i", str(paths["index"]), "-o", str(paths["index"]),
+                 "-r", str(tmp_path / "new.txt"), "-s", str(tmp_path / "r.txt"), "-k", "3", "--drop-unknown",
+                 "--quiet"]) == 0
+    assert "dropped 2 datapoints" in capsys.readouterr().err
+    recs = parse_recs(tmp_path / "r.txt")
+    assert list(recs) == ["a", "b"] and len(recs["b"]) == 3 and labels[0] not in dict(recs["a"])

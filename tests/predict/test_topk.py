@@ -47,7 +47,8 @@ def test_top_k_equals_brute_force_with_real_ties(activation, chunk):
             n = len(want[u])
             assert got.items[u, :n].tolist() == want[u]
             assert (got.items[u, n:] == -1).all() and torch.isneginf(got.scores[u, n:]).all()
-            np.testing.assert_allclose(got.scores[u, :n].numpy(), scores[u, want[u]], rtol=2e-5 if activation == "SoftMax" else 1e-6)
+            rtol = 2e-5 if activation == "SoftMax" else 1e-6  # float64 activation of the picked vs float32
+            np.testing.assert_allclose(got.scores[u, :n].numpy(), scores[u, want[u]], rtol=rtol)
 
 
 @pytest.mark.parametrize("chunk", [5, 33, None])
@@ -126,3 +127,15 @@ def test_float64_network_and_k_validation():
         top_k(net, {"Input": batch_of(rows, 20)}, 3, layer="Nope")
     with pytest.raises(UsageError, match="Hidden layer"):
         top_k(net, {"Input": batch_of(rows, 20)}, 3, layer="Hidden")
+
+
+def test_saturated_sigmoid_still_ranks_by_pre_activation():
+    """sigmoid(20) == sigmoid(30) == 1.0 in float32: the item the network is surer of comes first."""
+    net = exact_network(4, 1, 3, "Sigmoid")
+    with torch.no_grad():
+        net.weights["w0"].fill_(1.0)
+        net.biases["b0"].fill_(0.0)
+        net.weights["w1"].copy_(torch.tensor([[20.0, 30.0, 20.0]]))
+        net.biases["b1"].fill_(0.0)
+    got = top_k(net, {"Input": batch_of([[0]], 4)}, 3, chunk=1)
+    assert got.items.tolist() == [[1, 0, 2]] and got.scores.tolist() == [[1.0, 1.0, 1.0]]

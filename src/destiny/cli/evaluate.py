@@ -21,7 +21,8 @@ def register(subparsers) -> None:
                     "own order.")
     add_input_arguments(p, network_required=False)
     add_filter_arguments(p)
-    p.add_argument("--recs", metavar="RECS", help="evaluate this recs file ('sample<TAB>item,score:…') instead of a network")
+    p.add_argument("--recs", metavar="RECS",
+                   help="evaluate this recs file ('sample<TAB>item,score:…') instead of a network")
     p.add_argument("-t", "--held-out", "--test", dest="held_out", required=True, metavar="HELD_OUT",
                    help="held-out items: DSSTNE text through the output index, or a NetCDF dataset whose rows are "
                         "the input's (with --recs: labelled by --samples)")

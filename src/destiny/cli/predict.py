@@ -10,7 +10,8 @@ from destiny.errors import UsageError
 
 def add_input_arguments(p: argparse.ArgumentParser, network_required: bool = True) -> None:
     """The network and the examples to score: DSSTNE text (-r with -i) or a NetCDF dataset."""
-    p.add_argument("-n", "--network", required=network_required, metavar="NETWORK.nc", help="trained network (DSSTNE or Destiny file)")
+    p.add_argument("-n", "--network", required=network_required, metavar="NETWORK.nc",
+                   help="trained network (DSSTNE or Destiny file)")
     p.add_argument("-r", "--input", metavar="INPUT.txt",
                    help="samples to score, DSSTNE text 'sample<TAB>feature[,value]:…' (a file or a directory)")
     p.add_argument("--input-nc", metavar="INPUT.nc", help="samples to score as a NetCDF dataset (instead of -r)")

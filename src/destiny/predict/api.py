@@ -160,3 +160,17 @@ def predict_batch(network, x, layers: list[str] | None = None, *, batch_size: in
         for name, value in network.predict(inputs, layers).items():
             parts.setdefault(name, []).append(value.float().cpu().numpy())
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+
+def as_batch(network, x, device: torch.device | str | None = None) -> dict[str, SparseBatch | torch.Tensor]:
+    """``x`` as one batch for ``Network.forward``/``predict``: {Input layer name: SparseBatch or
+    tensor}. A mapping of layer names to SparseBatch/tensor comes back unchanged."""
+    from destiny.train.binding import Binding
+
+    if isinstance(x, Mapping) and all(isinstance(v, (SparseBatch, torch.Tensor)) for v in x.values()) \
+            and set(x) <= {layer.name for layer in network.input_layers()}:
+        return dict(x)
+    device = torch.device(device) if device is not None else network.device
+    binding = Binding(network, as_datasets(network, x), device=device, with_targets=False, what="x")
+    inputs, _ = binding.batch(torch.arange(binding.n_examples, device=device))
+    return inputs

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
-
 import numpy as np
 
 from destiny.data.dataset import SparseDataset
@@ -21,31 +19,32 @@ from destiny.data.text import input_files, read_text
 from destiny.errors import DataError, DataWarning
 
 
-@dataclass
 class Index:
-    """An index file: ``by_label`` label → column, ``labels[column]`` the label (None: no label)."""
+    """An index file: ``by_label`` label → column; ``labels[column]`` the label (None: no label),
+    built on first use (after ``check_units``, so a stray huge index fails with a message)."""
 
-    path: str
-    by_label: dict[bytes, int]
-    labels: list[bytes | None]
+    def __init__(self, path: str, by_label: dict[bytes, int]):
+        self.path, self.by_label = path, by_label
+        self.n_columns = max(by_label.values()) + 1 if by_label else 0  # the columns the index reaches
+        self._labels: list[bytes | None] | None = None
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "Index":
-        by_label = read_index_raw(path)
-        labels: list[bytes | None] = [None] * (max(by_label.values()) + 1 if by_label else 0)
-        for label, column in by_label.items():
-            labels[column] = label
-        return cls(os.fspath(path), by_label, labels)
+        return cls(os.fspath(path), read_index_raw(path))
 
     @classmethod
     def from_labels(cls, labels, path: str = "<labels>") -> "Index":
         raw = [lab if isinstance(lab, bytes) else str(lab).encode(*ENCODING) for lab in labels]
-        return cls(path, {lab: i for i, lab in enumerate(raw)}, list(raw))
+        return cls(path, {lab: i for i, lab in enumerate(raw)})
 
     @property
-    def n_columns(self) -> int:
-        """Highest index + 1: the columns the index reaches."""
-        return len(self.labels)
+    def labels(self) -> list[bytes | None]:
+        if self._labels is None:
+            labels: list[bytes | None] = [None] * self.n_columns
+            for label, column in self.by_label.items():
+                labels[column] = label
+            self._labels = labels
+        return self._labels
 
     def check_units(self, units: int, layer: str, what: str) -> None:
         """DataError unless a layer of ``units`` units fits this index: exactly its columns, or

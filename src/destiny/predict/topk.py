@@ -1,27 +1,28 @@
 """Top-K recommendations at any output width, without the full batch × width score matrix.
 
-The output layer is scored in chunks of columns into one reused (batch, chunk) float32
-buffer: pre-activations z = h @ W[:, chunk] + b[chunk] written in place (``addmm(out=)``),
-the activation applied in place where ranking needs it (below), filtered items (seen, excluded, not included) set to −inf,
-then a top-K of the chunk merged into the running top-K of the batch. Every other temporary
-is either (batch, K) or one block of rows of at most ``BLOCK_ELEMENTS`` values, so the peak
-memory is batch × chunk × 4 bytes plus a few MB; the same code serves 27K and 10M items, on
-CPU and GPU.
+The output layer is scored in chunks of columns into one reused (batch, chunk) buffer:
+pre-activations z = h @ W[:, chunk] + b[chunk] written in place (``addmm(out=)``), the
+activation applied in place where ranking needs it (below), filtered items (seen, excluded,
+not included) set to −inf, then a top-(K+1) of the chunk merged into the running top-K of the
+batch. Every other temporary is (batch, K) or one block of rows of at most ``BLOCK_ELEMENTS``
+values, so the peak is batch × chunk × 4 bytes plus a few MB (benchmarks/predict_memory.py);
+the same code serves 27K and 10M items, on CPU and GPU.
 
 Ranking: for strictly increasing activations (Sigmoid, Tanh, Linear, SoftPlus, SoftSign,
 SoftMax, ELU, SELU, LeakyReLU with a positive slope) items are ranked by their pre-activations
-and only the k picked scores are activated (in float64, then rounded to float32): ranking needs
-no pass of the activation over the chunk, a sigmoid saturated at 1.0 in float32 still ranks by
-how sure the network is, and an elementwise kernel whose last bit depends on where a value sits
-in a tensor cannot reorder equal items. ReLU (flat below 0) ranks by its exact activations.
+and only the K picked scores are activated (in float64, then rounded to float32): no pass of
+the activation over the chunk, a sigmoid saturated at 1.0 in float32 still ranks by how sure
+the network is, and an elementwise kernel whose last bit depends on where a value sits in a
+tensor cannot reorder equal items. ReLU (flat below 0) ranks by its exact activations.
 
-Ties are broken deterministically by the lower item index. A chunk's top-K is taken on the
-float values (fast), and only rows whose K-th value is shared by more items than were picked
-are redone exactly on int64 keys (value order first, then the lower index), one block of rows
-at a time. The merge across chunks always uses those keys. So top-K never depends on the
-order a kernel happens to visit equal values, nor on the batch or chunk size. NaN ranks as
-−inf (never recommended), −0.0 equals +0.0. SoftMax outputs are normalised with a running
-log-sum-exp over the chunks. Item indices must be below 2^32.
+Ties go to the lower item index, deterministically. A chunk's top is taken on the float
+values with one candidate more than K: where the (K+1)-th value equals the K-th, topk's choice
+among the tied items is arbitrary, so those rows (rare: real ties at the cut) are redone on
+int64 keys (value order first, then the lower index), one block of rows at a time. The merge
+across chunks always uses the keys. So top-K depends neither on the order a kernel visits
+equal values nor on the batch or chunk size. NaN ranks as −inf (never recommended), −0.0
+equals +0.0. SoftMax outputs are normalised with a running log-sum-exp over the chunks.
+Item indices must be below 2^32.
 """
 
 from __future__ import annotations
