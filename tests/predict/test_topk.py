@@ -10,7 +10,7 @@ import torch
 
 from destiny.errors import UsageError
 from destiny.ops.sparse import SparseBatch
-from destiny.predict.topk import BLOCK_ELEMENTS, top_k, top_k_scores
+from destiny.predict.topk import top_k, top_k_scores
 from tests.predict.helpers import brute_top_k, exact_network, exact_scores
 
 ACTIVATIONS = {
@@ -96,12 +96,12 @@ def test_tied_rows_past_one_block_use_the_exact_path(monkeypatch):
     of rows at a time; a tiny block size makes several blocks."""
     import destiny.predict.topk as topk
 
-    monkeypatch.setattr(topk, "BLOCK_ELEMENTS", 16)
+    monkeypatch.setattr(topk, "KEY_BLOCK_ELEMENTS", 16)
     scores = torch.zeros(9, 50)
     scores[:, 45:] = 1.0  # 5 clear winners, then 45 items tied at 0
     got = top_k_scores(scores, 8, chunk=25)
     assert got.items.tolist() == [[45, 46, 47, 48, 49, 0, 1, 2]] * 9
-    assert BLOCK_ELEMENTS == 1 << 20
+    assert topk.KEY_BLOCK_ELEMENTS == 16
 
 
 def test_batches_and_chunks_do_not_change_the_answer():

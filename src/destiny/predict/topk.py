@@ -4,8 +4,9 @@ The output layer is scored in chunks of columns into one reused (batch, chunk) b
 pre-activations z = h @ W[:, chunk] + b[chunk] written in place (``addmm(out=)``), the
 activation applied in place where ranking needs it (below), filtered items (seen, excluded,
 not included) set to −inf, then a top-(K+1) of the chunk merged into the running top-K of the
-batch. Every other temporary is (batch, K) or one block of rows of at most ``BLOCK_ELEMENTS``
-values, so the peak is batch × chunk × 4 bytes plus a few MB (benchmarks/predict_memory.py);
+batch. Every other temporary is (batch, K) or one block of rows (``BLOCK_ELEMENTS`` floats or
+``KEY_BLOCK_ELEMENTS`` keys: under 10 MB), so the peak is batch × chunk × 4 bytes plus a few
+MB, besides what the BLAS library keeps after its first call (benchmarks/predict_memory.py);
 the same code serves 27K and 10M items, on CPU and GPU.
 
 Ranking: for strictly increasing activations (Sigmoid, Tanh, Linear, SoftPlus, SoftSign,
@@ -39,7 +40,8 @@ from destiny.ops.reference import sparse_linear_ref
 from destiny.ops.sparse import SparseBatch
 
 DEFAULT_CHUNK_ELEMENTS = 1 << 24  # batch × chunk ≤ 16M scores (64 MB in float32)
-BLOCK_ELEMENTS = 1 << 20  # rows of a chunk handled at once by passes that need a temporary
+BLOCK_ELEMENTS = 1 << 20  # float32 values (4 MB) of a chunk's rows handled at once by passes that need a temporary
+KEY_BLOCK_ELEMENTS = 1 << 18  # values of tied rows redone at once on int64 keys (~8 MB of temporaries)
 _INDEX_MASK = (1 << 32) - 1
 _IN_PLACE = {Activation.RELU: torch.relu_}
 
@@ -85,8 +87,8 @@ def _scores_from_keys(keys: torch.Tensor) -> torch.Tensor:
     return bits.to(torch.int32).view(torch.float32)
 
 
-def _row_blocks(rows: int, width: int):
-    step = max(1, BLOCK_ELEMENTS // max(width, 1))
+def _row_blocks(rows: int, width: int, elements: int | None = None):
+    step = max(1, (elements or BLOCK_ELEMENTS) // max(width, 1))
     for first in range(0, rows, step):
         yield slice(first, min(first + step, rows))
 
@@ -286,7 +288,7 @@ def _chunk_top(scores: torch.Tensor, k: int, start: int) -> tuple[torch.Tensor, 
         kth = values.amin(dim=1)
         tied = torch.nonzero((kth == beyond) & (kth > -math.inf)).flatten()  # −inf: ineligible anyway
         if tied.numel():  # host sync
-            for block in _row_blocks(tied.numel(), n):
+            for block in _row_blocks(tied.numel(), n, KEY_BLOCK_ELEMENTS):
                 rows = tied[block]
                 _, exact = torch.topk(_keys(scores[rows], 0), kk, dim=1, sorted=False)
                 where[rows] = exact
