@@ -26,7 +26,9 @@ def check(net: Network, inputs, targets, probes: int = 8, seed: int = 0) -> None
     loss.backward()
     rng = np.random.default_rng(seed)
     for name, p in net.named_parameters():
-        grad = p.grad.to_dense() if p.grad.is_sparse else p.grad
+        grad = p.grad if p.grad is not None else torch.zeros_like(p)
+        if getattr(p, "row_grad", None) is not None:  # the sparse input layer's (plus any dense part)
+            grad = grad + p.row_grad.to_dense(p.shape[0])
         flat = p.data.view(-1)
         for k in rng.choice(flat.numel(), size=min(probes, flat.numel()), replace=False):
             original = float(flat[k])

@@ -1,6 +1,7 @@
 """One check of a Triton op against its reference: the forward output and every gradient.
 
-The truth is the reference in float64. The kernel's result at the test dtype must be within the
+The truth is the reference in float64. A row-sparse weight gradient (``sparse_linear``'s, left in
+the weight's ``row_grad``) is compared as (features: equal, rows: within tolerance). The kernel's result at the test dtype must be within the
 dtype's tolerance of it (``TOLERANCES``, one table for every op), or — for low precision —
 within twice the worst error that PyTorch's own reference makes at that dtype (STYLE 2). On
 CUDA the kernel also runs twice and must repeat itself bit for bit (the interpreter is
@@ -69,7 +70,14 @@ def assert_close(actual: torch.Tensor, truth: torch.Tensor, dtype: torch.dtype,
                          f"over rtol {tol.rtol:g}, atol {tol.atol:g}{detail}")
 
 
-def _dense(g: torch.Tensor | None) -> torch.Tensor | None:
+def _grad_of(t: torch.Tensor):
+    """A leaf's gradient: its row-sparse one (RowSparseGrad's valid (features, rows)) if any,
+    else its dense .grad (a sparse COO .grad coalesced)."""
+    row_grad = getattr(t, "row_grad", None)
+    if row_grad is not None:
+        assert t.grad is None, "a leaf got both a dense and a row-sparse gradient"
+        return row_grad.valid()
+    g = t.grad
     if g is not None and g.is_sparse:
         return g.coalesce()
     return g
@@ -81,19 +89,25 @@ def _run(op: Callable, args: Sequence, diff: Sequence[int], dtype, force: bool, 
         inputs[i] = inputs[i].detach().clone().requires_grad_()
     with kernels(force):
         out = op(*inputs)
-        grads = torch.autograd.grad(out, [inputs[i] for i in diff], cotangent.to(out.dtype)) if diff else ()
-    return out.detach(), [_dense(g) for g in grads]
+        if diff:
+            out.backward(cotangent.to(out.dtype))
+    return out.detach(), [_grad_of(inputs[i]) for i in diff]
 
 
 def _compare(name, actual, truth, dtype, baseline):
-    if actual.is_sparse:
+    if isinstance(actual, tuple):  # row-sparse: (features, rows)
+        assert torch.equal(actual[0].cpu(), truth[0].cpu()), f"{name}: the row-sparse gradient's rows differ"
+        assert_close(actual[1], truth[1], dtype, baseline[1], name)
+    elif actual.is_sparse:
         assert torch.equal(actual.indices(), truth.indices()), f"{name}: the sparse gradient's rows differ"
         assert_close(actual.values(), truth.values(), dtype, baseline.values(), name)
     else:
         assert_close(actual, truth, dtype, baseline, name)
 
 
-def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+def _same_bits(a, b) -> bool:
+    if isinstance(a, tuple):
+        return all(torch.equal(x, y) for x, y in zip(a, b))
     if a.is_sparse:
         return torch.equal(a.indices(), b.indices()) and torch.equal(a.values(), b.values())
     return torch.equal(a, b)
@@ -116,7 +130,8 @@ def check_op(op: Callable, args: Sequence, *, dtype: torch.dtype, diff: Sequence
     assert out.dtype == base.dtype, f"{name}: output dtype {out.dtype}, reference's {base.dtype}"
     _compare(f"{name} forward", out, truth, dtype, base)
     for i, g, t, b in zip(diff, grads, truth_grads, base_grads):
-        assert g.dtype == b.dtype, f"{name}: gradient of argument {i} is {g.dtype}, reference's {b.dtype}"
+        g_dtype, b_dtype = (g[1].dtype, b[1].dtype) if isinstance(g, tuple) else (g.dtype, b.dtype)
+        assert g_dtype == b_dtype, f"{name}: gradient of argument {i} is {g_dtype}, reference's {b_dtype}"
         _compare(f"{name} gradient of argument {i}", g, t, dtype, b)
     if out.device.type == "cuda":
         again, grads_again = _run(op, args, diff, dtype, True, cotangent)

@@ -45,7 +45,7 @@ def test_sparse_weight_grad_touches_only_present_rows(batch, features, per_row):
     assert torch.count_nonzero(dense[untouched]) == 0
 
 
-def test_sparse_linear_autograd_gives_a_coalesced_row_sparse_gradient():
+def test_sparse_linear_autograd_gives_a_row_sparse_gradient():
     b = random_batch(9, 40, 6, values=True, seed=3)
     w = torch.randn(40, 3, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
@@ -53,10 +53,38 @@ def test_sparse_linear_autograd_gives_a_coalesced_row_sparse_gradient():
     w2 = w.detach().clone().requires_grad_()
     b2 = bias.detach().clone().requires_grad_()
     (b.to_dense(torch.float64) @ w2 + b2).square().sum().backward()
-    assert w.grad.is_sparse and w.grad._nnz() == torch.unique(b.indices).numel()
-    torch.testing.assert_close(w.grad.to_dense(), w2.grad)
+    assert w.grad is None  # autograd sees none: the row-sparse gradient is on the weight
+    features, rows = w.row_grad.valid()
+    assert torch.equal(features, torch.unique(b.indices)) and int(w.row_grad.count) == features.numel()
+    torch.testing.assert_close(w.row_grad.to_dense(40), w2.grad)
+    torch.testing.assert_close(rows, w2.grad[features])
     torch.testing.assert_close(bias.grad, b2.grad)
-    assert set(w.grad._indices()[0].tolist()) == set(b.indices.tolist())
+    assert set(features.tolist()) == set(b.indices.tolist())
+
+
+def test_padded_batches_give_the_exact_batchs_results():
+    """SparseRows.take with a capacity: padding slots (sentinel feature n_features, value 0,
+    row batch) after the real ones; forward, weight gradient and loss equal the exact batch's."""
+    from destiny.ops.sparse import SparseRows
+    from tests.helpers import sparse_dataset
+
+    rows = [[1, 4, 7], [], [0, 2], [9, 3, 5, 8], [6]]
+    data = SparseRows(sparse_dataset(rows, 10, values=[[0.5 * (i + 1) for i in range(len(r))] for r in rows]))
+    examples = torch.tensor([3, 1, 0, 4])
+    exact, pad = data.take(examples), data.take(examples, capacity=16)
+    assert pad.padded and pad.nnz == 16 and torch.equal(pad.offsets, exact.offsets)
+    assert torch.equal(pad.indices, torch.cat([exact.indices, torch.full((8,), 10)]))
+    assert torch.equal(pad.values, torch.cat([exact.values, torch.zeros(8)]))
+    assert torch.equal(pad.rows(), torch.tensor([0, 0, 0, 0, 2, 2, 2, 3] + [4] * 8))
+    w = torch.randn(10, 3, dtype=torch.float64)
+    torch.testing.assert_close(sparse_linear_ref(pad, w), sparse_linear_ref(exact, w))
+    g = torch.randn(4, 3, dtype=torch.float64)
+    for x, y in zip(sparse_weight_grad_ref(pad, g), sparse_weight_grad_ref(exact, g)):
+        assert torch.equal(x, y)
+    spec = LossSpec(ErrorFunction.CROSS_ENTROPY, ActivationSpec(Activation.SIGMOID))
+    z = torch.randn(4, 10, dtype=torch.float64)
+    torch.testing.assert_close(output_loss_ref(z, pad, spec), output_loss_ref(z, exact, spec))
+    assert torch.equal(pad.unpadded().indices, exact.indices)
 
 
 LOSSES = [
@@ -138,5 +166,30 @@ def test_dropout_and_denoising_keep_expectations():
     assert abs(float(y.mean()) - 1.0) < 0.02
     b = random_batch(300, 1000, 50, seed=2)
     d = denoise_ref(b, 0.25, seed=4)
-    assert abs(d.nnz / b.nnz - 0.75) < 0.02 and torch.allclose(d.values, torch.full_like(d.values, 1 / 0.75))
-    assert int(d.offsets[-1]) == d.nnz and d.batch_size == b.batch_size
+    # static: every slot stays, dropped ones with value 0, kept ones scaled by 1/(1 - p)
+    assert d.nnz == b.nnz and torch.equal(d.indices, b.indices) and torch.equal(d.offsets, b.offsets)
+    kept = d.values != 0
+    assert abs(float(kept.double().mean()) - 0.75) < 0.02
+    assert torch.allclose(d.values[kept], torch.full_like(d.values[kept], 1 / 0.75))
+    assert torch.equal(kept, uniform(4, b.nnz) >= 0.25)
+
+
+def test_static_denoising_changes_no_sum_or_gradient():
+    """The dropped nonzeros (value 0) add nothing to the forward sums or the weight gradient."""
+    b = random_batch(40, 60, 9, values=True, seed=6)
+    d = denoise_ref(b, 0.4, seed=9)
+    kept = d.values != 0
+    rows = d.rows()[kept]
+    compact = type(b)(torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(torch.bincount(rows, minlength=40), 0)]),
+                      d.indices[kept], d.values[kept].double(), 60)
+    w = torch.randn(60, 5, dtype=torch.float64)
+    static = type(b)(d.offsets, d.indices, d.values.double(), 60)
+    torch.testing.assert_close(sparse_linear_ref(static, w), sparse_linear_ref(compact, w))
+    g = torch.randn(40, 5, dtype=torch.float64)
+    f_static, r_static = sparse_weight_grad_ref(static, g)
+    f_compact, r_compact = sparse_weight_grad_ref(compact, g)
+    dense = torch.zeros(60, 5, dtype=torch.float64)
+    dense[f_static] = r_static
+    torch.testing.assert_close(dense[f_compact], r_compact)
+    dense[f_compact] = 0
+    assert torch.count_nonzero(dense) == 0  # the dropped-only features have zero rows

@@ -23,7 +23,10 @@ SCRIPT = textwrap.dedent('''
     import destiny.ops.triton.dropout as dr
     import destiny.ops.triton.optimizer as op
     import destiny.ops.triton.output_loss as ol
+    import destiny.ops.triton.row_sparse as rs
     import destiny.ops.triton.sparse_linear as sl
+    import destiny.ops.triton.sparse_weight_grad as wg
+    import destiny.ops.triton.take as tk
 
     TARGET = GPUTarget("cuda", 90, 32)
 
@@ -34,13 +37,30 @@ SCRIPT = textwrap.dedent('''
         assert triton.compile(src, target=TARGET, options={"num_warps": num_warps}).asm["cubin"]
 
     f32 = dict.fromkeys
-    build(sl.gather_sum_kernel, {**f32(["out_ptr", "src_ptr", "val_ptr", "bias_ptr"], "*fp32"), "seg_ptr": "*i64",
-                                 "ids_ptr": "*i64", "H": "i32", "src_stride": "i32", "out_stride": "i32"},
-          dict(HAS_VALUES=True, HAS_BIAS=True, BLOCK_K=16, BLOCK_H=256))
-    build(sl.gather_sum_kernel, {**f32(["out_ptr", "src_ptr", "val_ptr", "bias_ptr"], "*bf16"), "seg_ptr": "*i64",
-                                 "ids_ptr": "*i32", "H": "i32", "src_stride": "i64", "out_stride": "i32"},
-          dict(HAS_VALUES=False, HAS_BIAS=False, BLOCK_K=16, BLOCK_H=64))
-    loss_types = {**f32(["z_ptr", "d_ptr", "loss_ptr", "zt_ptr", "val_ptr", "wt_ptr"], "*fp32"), "off_ptr": "*i64",
+    gather = {"seg_ptr": "*i64", "perm_ptr": "*i64", "count_ptr": "*i64", "H": "i32", "out_stride": "i32"}
+    build(sl.gather_sum_kernel, {**f32(["out_ptr", "src_ptr", "val_ptr", "bias_ptr"], "*fp32"), **gather,
+                                 "ids_ptr": "*i64", "src_stride": "i32"},
+          dict(HAS_VALUES=True, HAS_BIAS=True, HAS_PERM=False, HAS_COUNT=False, BLOCK_K=16, BLOCK_H=256))
+    build(sl.gather_sum_kernel, {**f32(["out_ptr", "src_ptr", "val_ptr", "bias_ptr"], "*bf16"), **gather,
+                                 "ids_ptr": "*i32", "src_stride": "i64"},
+          dict(HAS_VALUES=False, HAS_BIAS=False, HAS_PERM=False, HAS_COUNT=False, BLOCK_K=16, BLOCK_H=64))
+    build(sl.gather_sum_kernel, {**f32(["out_ptr", "src_ptr", "val_ptr", "bias_ptr"], "*fp32"), **gather,
+                                 "ids_ptr": "*i64", "src_stride": "i32"},
+          dict(HAS_VALUES=True, HAS_BIAS=False, HAS_PERM=True, HAS_COUNT=True, BLOCK_K=16, BLOCK_H=256))
+    build(wg.segment_starts_kernel, {"keys_ptr": "*i32", **f32(["seg_ptr", "starts_ptr", "features_ptr",
+                                                               "count_ptr"], "*i64"), "n": "i32", "sentinel": "i32"},
+          dict(BLOCK=1024))
+    for values in (True, False):
+        build(tk.take_kernel, {**f32(["idx_out", "row_out", "starts_ptr", "off_ptr"], "*i64"), "idx_ptr": "*i32",
+                               "val_out": "*fp32", "val_ptr": "*fp32", "B": "i32", "capacity": "i32",
+                               "sentinel": "i32"}, dict(HAS_VALUES=values, BLOCK=128))
+    build(rs.slot_kernel, {"slot_ptr": "*i32", "features_ptr": "*i64", "count_ptr": "*i64", "cap": "i32"},
+          dict(BLOCK=1024))
+    build(rs.add_rows_kernel, {"dense_ptr": "*fp32", "rows_ptr": "*fp32", "features_ptr": "*i64",
+                               "count_ptr": "*i64", "H": "i32", "dense_stride": "i32", "rows_stride": "i32"},
+          dict(BLOCK_H=256))
+    loss_types = {**f32(["z_ptr", "d_ptr", "loss_ptr", "zt_ptr", "val_ptr", "wt_ptr", "gs_ptr"], "*fp32"),
+                  "off_ptr": "*i64",
                   "idx_ptr": "*i64", "N": "i32", "z_stride": "i32", "d_stride": "i32",
                   **f32(["one_target", "zero_target", "one_scale", "zero_scale", "boost_one", "boost_zero"], "fp32")}
     combos = [(ol.SIGMOID.value, e) for e in range(5)]
@@ -49,22 +69,32 @@ SCRIPT = textwrap.dedent('''
                                                         (True, False, True, False)]):
         build(ol.output_loss_kernel, loss_types,
               dict(ACT=act, ERR=err, HAS_VALUES=flags[0], HAS_WEIGHTS=flags[1], IGNORE_ZERO=flags[2],
-                   WRITE_DELTA=flags[3], BLOCK_N=ol.BLOCK_N, BLOCK_T=ol.BLOCK_T), num_warps=8)
+                   WRITE_DELTA=flags[3], HAS_SCALE=flags[0], BLOCK_N=ol.BLOCK_N, BLOCK_T=ol.BLOCK_T), num_warps=8)
     build(ol.output_loss_kernel, {**loss_types, "z_ptr": "*bf16", "d_ptr": "*bf16"},
           dict(ACT=1, ERR=3, HAS_VALUES=False, HAS_WEIGHTS=False, IGNORE_ZERO=False, WRITE_DELTA=False,
-               BLOCK_N=ol.BLOCK_N, BLOCK_T=ol.BLOCK_T), num_warps=8)
-    drop_types = {"x_ptr": "*fp32", "y_ptr": "*fp32", "n": "i64", "seed": "i64",
+               HAS_SCALE=True, BLOCK_N=ol.BLOCK_N, BLOCK_T=ol.BLOCK_T), num_warps=8)
+    drop_types = {"x_ptr": "*fp32", "y_ptr": "*fp32", "n": "i64", "seed": "i64", "seed_ptr": "*i64",
                   **f32(["p", "scale", "shift", "saturation"], "fp32")}
-    for alpha, backward in [(False, False), (True, False), (True, True)]:
-        build(dr.dropout_kernel, drop_types, dict(ALPHA=alpha, BACKWARD=backward, BLOCK_C=256))
+    for alpha, backward, from_ptr in [(False, False, False), (True, False, False), (True, True, True),
+                                      (False, False, True)]:
+        build(dr.dropout_kernel, drop_types, dict(ALPHA=alpha, BACKWARD=backward, SEED_PTR=from_ptr, BLOCK_C=256))
     build(dr.dropout_kernel, {**drop_types, "x_ptr": "*bf16", "y_ptr": "*bf16", "seed": "i32", "n": "i32"},
-          dict(ALPHA=False, BACKWARD=False, BLOCK_C=256))
-    scalars = f32(["lr", "lam", "lam1", "mu", "mu1", "one_minus_mu", "one_minus_mu1", "bias1", "bias2"], "fp32")
+          dict(ALPHA=False, BACKWARD=False, SEED_PTR=False, BLOCK_C=256))
+    for values, from_ptr in [(True, True), (False, False)]:
+        build(dr.denoise_kernel, {"val_ptr": "*fp32", "out_ptr": "*fp32", "end_ptr": "*i64", "n": "i32", "p": "fp32",
+                                  "scale": "fp32", "seed": "i64", "seed_ptr": "*i64"},
+              dict(HAS_VALUES=values, SEED_PTR=from_ptr, BLOCK_C=256))
+    for adam, override in [(True, False), (False, False), (False, True)]:
+        build(op.scalars_kernel, {"scal_ptr": "*fp32", "step_ptr": "*i64", "const_ptr": "*fp64"},
+              dict(ADAM=adam, OVERRIDE=override), num_warps=1)
+    scalars = f32(["lam", "lam1", "mu", "mu1", "one_minus_mu", "one_minus_mu1"], "fp32")
     for kind, name in enumerate(op.KINDS):
-        build(op.dense_kernel, {**f32(["w_ptr", "g_ptr", "s1_ptr", "s2_ptr"], "*fp32"), "n": "i64", **scalars},
+        build(op.dense_kernel, {**f32(["w_ptr", "g_ptr", "s1_ptr", "s2_ptr", "scal_ptr"], "*fp32"), "n": "i64",
+                                **scalars},
               dict(KIND=kind, N_STATE=op.STATES[name], HAS_GRAD=kind % 2 == 0, L2=True, L1=kind > 3, BLOCK=1024))
-        build(op.rows_kernel, {**f32(["w_ptr", "val_ptr", "s1_ptr", "s2_ptr"], "*fp32"), "rows_ptr": "*i64",
-                               "slot_ptr": "*i32", "n_rows": "i32", "H": "i32", **scalars},
+        build(op.rows_kernel, {**f32(["w_ptr", "val_ptr", "s1_ptr", "s2_ptr", "scal_ptr"], "*fp32"),
+                               "rows_ptr": "*i64", "count_ptr": "*i64", "slot_ptr": "*i32", "n_rows": "i32",
+                               "H": "i32", **scalars},
               dict(KIND=kind, N_STATE=op.STATES[name], ALL_ROWS=kind % 2 == 1, L2=kind < 3, L1=False,
                    BLOCK_R=4, BLOCK_H=256))
     print("compiled")

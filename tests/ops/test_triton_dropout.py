@@ -79,3 +79,38 @@ def test_more_than_two_to_the_31_elements():
         u = _to_uniform(torch.stack(philox4x32(seed, counters), dim=1).reshape(-1))[: min(4096, n - start)]
         keep = u >= 0.5
         assert torch.equal(y[start:start + keep.numel()] != 0, keep)
+
+
+@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed{s}")
+def test_a_device_seed_draws_the_same_numbers(device, seed):
+    """The seed read from a 0-d int64 device tensor (what a CUDA graph replays) equals the
+    integer seed, forward and backward, dropout and alpha dropout."""
+    x = data(device, (37, 781)).requires_grad_()
+    y = data(device, (37, 781)).requires_grad_()
+    g = data(device, (37, 781), seed=2)
+    seed_t = torch.tensor(seed, dtype=torch.int64, device=device)
+    with F.kernels(True):
+        a, b = F.dropout(x, 0.37, seed), F.dropout(y, 0.37, seed_t)
+        c, d = F.alpha_dropout(x.detach(), 0.2, seed, -1.7), F.alpha_dropout(y.detach(), 0.2, seed_t, -1.7)
+    assert torch.equal(a, b) and torch.equal(c, d)
+    a.backward(g)
+    b.backward(g)
+    assert torch.equal(x.grad, y.grad)
+
+
+@pytest.mark.parametrize("values", [False, True], ids=["indicator", "values"])
+def test_denoise_kernel_is_bitwise_the_reference_and_keeps_padding_zero(device, values):
+    from tests.helpers import random_batch
+    from tests.ops.kernel_check import cast
+    from tests.ops.test_triton_sparse_linear import padded
+
+    b = cast(random_batch(50, 300, 20, values=values, seed=3, dtype=torch.float32), None, device)
+    for batch in (b, padded(b, b.nnz + 21)):
+        for seed in SEEDS[2:]:
+            with F.kernels(True):
+                d = F.denoise(batch, 0.3, torch.tensor(seed, device=device))
+                e = F.denoise(batch, 0.3, seed)
+            expected = ref.denoise_ref(batch, 0.3, seed)
+            assert torch.equal(d.values, expected.values) and torch.equal(e.values, expected.values)
+            assert d.indices is batch.indices and d.padded == batch.padded
+            assert not bool(d.values[b.nnz:].any())

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from destiny.ops import functional as F
+from destiny.ops.sparse import RowSparseGrad
 from destiny.train.optimizers import DsstneOptimizer, Hyperparameters, Optimizer
 from tests.ops.kernel_check import assert_close
 
@@ -97,3 +98,82 @@ def test_row_sparse_update_of_a_ten_million_row_weight(kind):
     small.grad = dense
     DsstneOptimizer({"w": small}, kind, Hyperparameters(**HYPER)).step()
     assert_close(w.detach()[watch], small.detach(), torch.float32, what=f"{kind.value} rows")
+
+
+def padded_row_grad(gw: torch.Tensor, device, extra: int = 5) -> RowSparseGrad:
+    """The COO gradient as a RowSparseGrad of capacity U + extra whose entries past its count
+    are garbage (NaN rows, repeated features): a count read from device memory must hide them."""
+    coo = gw.coalesce()
+    features, rows = coo.indices()[0], coo.values()
+    count = features.numel()
+    features = torch.cat([features, features[:1].repeat(extra)])
+    rows = torch.cat([rows, torch.full((extra, rows.shape[1]), float("nan"), dtype=rows.dtype, device=rows.device)])
+    return RowSparseGrad(features.to(device), rows.to(device), torch.tensor(count, device=device))
+
+
+@pytest.mark.parametrize("kind", [Optimizer.SGD, Optimizer.MOMENTUM, Optimizer.ADAM], ids=lambda k: k.value)
+@pytest.mark.parametrize("regularized", [True, False], ids=["reg", "noreg"])
+def test_a_row_grad_with_a_device_count_equals_the_coo_gradient(device, kind, regularized):
+    """``param.row_grad`` (static capacity, count on the device) updates exactly as the same
+    gradient given as sparse COO, on the kernels and on the torch formula."""
+    for force in (False, True):
+        runs = []
+        for as_row_grad in (False, True):
+            gen = torch.Generator().manual_seed(1)
+            w = torch.nn.Parameter((torch.randn(ROWS, UNITS, generator=gen) * 0.1).to(device))
+            opt = DsstneOptimizer({"w": w}, kind, Hyperparameters(**HYPER), regularized={"w"} if regularized else set())
+            with F.kernels(force):
+                for gw, _ in gradients(device, sparse=True):
+                    if as_row_grad:
+                        w.row_grad = padded_row_grad(gw.float(), device)
+                    else:
+                        w.grad = gw.float()
+                    opt.step()
+                    opt.zero_grad()
+                    assert w.grad is None and w.row_grad is None
+            runs.append([w.detach()] + list(opt.state["w"].values()))
+        assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+def test_a_dense_and_a_row_sparse_gradient_are_summed(device):
+    """A weight shared transposed with the sparse input layer gets both."""
+    gw, _ = gradients(device, steps=1, sparse=True)[0]
+    dense = torch.randn(ROWS, UNITS, generator=torch.Generator().manual_seed(3)).to(device)
+    results = []
+    for both in (True, False):
+        w = torch.nn.Parameter(torch.zeros(ROWS, UNITS, device=device))
+        opt = DsstneOptimizer({"w": w}, "momentum", Hyperparameters(**HYPER))
+        with F.kernels(True):
+            if both:
+                w.grad, w.row_grad = dense.clone(), padded_row_grad(gw.float(), device)
+            else:
+                w.grad = dense + gw.float().to_dense()
+            opt.step()
+        results.append(w.detach().clone())
+    assert_close(results[0], results[1].double(), torch.float32, what="dense + rows")
+
+
+def test_the_device_step_counter_follows_the_host_one(device):
+    """Decay and Adam's bias corrections come from a device counter: it advances with every
+    step (gradients or not), restarts from ``steps`` when that is set (checkpoints), and an
+    alpha override holds for one step."""
+    def run(steps_before: int, override=None):
+        w = torch.nn.Parameter(torch.ones(3, 4, device=device))
+        opt = DsstneOptimizer({"w": w}, "adam", Hyperparameters(**HYPER))
+        with F.kernels(True):
+            opt.step()  # no gradient: the counter still advances
+            opt.steps = steps_before
+            w.grad = torch.full((3, 4), 0.5, device=device)
+            opt.step(alpha=override)
+        return w.detach(), opt.steps
+
+    for steps_before, override in [(0, None), (7, None), (41, 0.003)]:
+        got, steps = run(steps_before, override)
+        assert steps == steps_before + 1
+        h = Hyperparameters(**HYPER).resolved(Optimizer.ADAM)
+        t = steps_before + 1
+        lr = override if override is not None else h.alpha / (1 + h.decay * steps_before)
+        g = -0.5 - h.lam * 1.0 - h.lam1
+        m, s = (1 - h.mu) * g, (1 - h.mu1) * g * g
+        expected = 1.0 + lr * (m / (1 - h.mu ** t)) / ((s / (1 - h.mu1 ** t)) ** 0.5 + 1e-8)
+        assert_close(got, torch.full((3, 4), expected, dtype=torch.float64), torch.float32, what=f"step {t}")

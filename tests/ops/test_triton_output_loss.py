@@ -197,3 +197,54 @@ def test_more_than_two_to_the_31_outputs(act, fn):
         expected_grad, = torch.autograd.grad(expected.sum(), zr)
         assert_close(loss[r:r + 1], expected, torch.float32, what=f"loss of row {r}")
         assert_close(grad[r:r + 1], expected_grad, torch.float32, what=f"delta of row {r}")
+
+
+@pytest.mark.parametrize("act,fn", [COMBOS[1], COMBOS[7]], ids=[IDS[1], IDS[7]])
+def test_a_folded_gradient_seed_skips_the_multiply_and_equals_the_unfolded_gradient(device, act, fn):
+    """grad_scale s folded into the kernel, backward seeded with s itself (as the Trainer
+    does): z's gradient is the delta the kernel wrote, in z's memory, bitwise equal to the
+    unfolded path's delta · s; any other upstream gradient is still exact."""
+    spec = spec_of(act, fn, (2.0, 0.5))
+    t = targets(device, 9, 70, 8, values=False, weights=True, seed=4)
+    leaf = logits(device, 9, 70, seed=5).requires_grad_()
+    s = torch.tensor(1.0 / 9, device=device)
+    with F.kernels(True):
+        z = leaf * 1.0
+        seen = []
+        z.register_hook(lambda g: seen.append(g.data_ptr()))
+        loss = F.output_loss(z, t, spec, grad_scale=s)
+        total = torch.stack([loss.sum(), torch.zeros((), device=device)]).sum()  # sums and stacks pass s on
+        total.backward(s)
+    assert seen == [z.data_ptr()]  # the delta in z's memory, untouched
+    folded = leaf.grad.clone()
+    leaf.grad = None
+    with F.kernels(True):
+        (F.output_loss(leaf * 1.0, t, spec).sum() / 9).backward()
+    assert torch.equal(folded, leaf.grad)
+    for upstream in (lambda l: (l * torch.arange(9.0, device=device)).sum(), lambda l: l.sum() * 3.0):
+        leaf.grad = None
+        with F.kernels(True):
+            upstream(F.output_loss(leaf * 1.0, t, spec, grad_scale=s)).backward()
+        got = leaf.grad.clone()
+        leaf.grad = None
+        with F.kernels(False):
+            upstream(ref.output_loss_ref(leaf, t, spec)).backward()
+        assert_close(got, leaf.grad.double(), torch.float32, what="other upstream gradient")
+
+
+def test_a_padded_target_batch_gives_the_exact_loss_and_delta(device):
+    from tests.ops.test_triton_sparse_linear import padded
+
+    spec = spec_of(A.SIGMOID, E.SCALED_MARGINAL_CROSS_ENTROPY)
+    t = targets(device, 7, 45, 9, values=True, weights=True, seed=1)
+    check_op(in_place, (logits(device, 7, 45), padded(t, t.nnz + 13), spec), dtype=torch.float32, diff=(0,),
+             name="padded targets")
+
+
+def test_the_folded_loss_is_float32_for_half_outputs(device):
+    t = targets(device, 4, 40, 5, values=False, seed=2)
+    z = logits(device, 4, 40).to(torch.bfloat16).requires_grad_()
+    with F.kernels(True):
+        loss = F.output_loss(z * 1.0, t, spec_of(A.SIGMOID, E.CROSS_ENTROPY),
+                             grad_scale=torch.tensor(0.25, device=device))
+    assert loss.dtype == torch.float32

@@ -63,7 +63,7 @@ def test_a_feature_in_every_example_sums_its_rows_in_example_order(device):
     from destiny.ops.triton.sparse_weight_grad import sparse_weight_grad
 
     g = weights(device, 40, 33, seed=9)
-    features, grad_rows = sparse_weight_grad(b, g)
+    features, grad_rows = sparse_weight_grad(b, g).valid()
     ref_features, ref_rows = ref.sparse_weight_grad_ref(b, g)
     assert torch.equal(features, ref_features)
     expected = sum(float(b.values[k]) * g[int(b.rows()[k])].double()
@@ -92,6 +92,64 @@ def test_a_transposed_weight_falls_back_to_the_reference(device):
     torch.testing.assert_close(out, ref.sparse_linear_ref(b, w_t.contiguous()))
 
 
+def padded(batch: SparseBatch, capacity: int) -> SparseBatch:
+    """The batch with capacity − nnz padding slots (feature n_features, value 0, row B)."""
+    pad = capacity - batch.nnz
+    out = SparseBatch(batch.offsets, torch.cat([batch.indices, torch.full((pad,), batch.n_features,
+                                                                          device=batch.device)]),
+                      None if batch.values is None else torch.cat([batch.values, batch.values.new_zeros(pad)]),
+                      batch.n_features, batch.weights, batch.ignore_zero, padded=True)
+    out._rows = torch.cat([batch.rows(), torch.full((pad,), batch.batch_size, device=batch.device)])
+    return out
+
+
+@pytest.mark.parametrize("values", [False, True], ids=["indicator", "values"])
+def test_a_padded_batch_gives_the_unpadded_results(device, values):
+    """Padding slots (sentinel feature, value 0) change neither the output nor the gradient:
+    the same features, and rows bitwise equal to the unpadded batch's."""
+    b = batch_on(device, 11, 300, 9, values=values, seed=5)
+    w = weights(device, 300, 70)
+    check_op(F.sparse_linear, (padded(b, b.nnz + 37), w, weights(device, 1, 70)[0]), dtype=torch.float32,
+             diff=(1, 2), name="padded")
+    g = weights(device, 11, 70, seed=3)
+    from destiny.ops.triton.sparse_weight_grad import sparse_weight_grad
+
+    exact, pad = sparse_weight_grad(b, g), sparse_weight_grad(padded(b, b.nnz + 37), g)
+    assert pad.capacity == min(b.nnz + 37, 300) and int(pad.count) == int(exact.count)
+    for x, y in zip(exact.valid(), pad.valid()):
+        assert torch.equal(x, y)
+
+
+def test_a_batch_of_only_padding_has_no_gradient_rows(device):
+    b = padded(csr(device, [[], []], features=10), 8)
+    w = weights(device, 10, 5).requires_grad_()
+    with F.kernels(True):
+        out = F.sparse_linear(b, w)
+        out.backward(torch.ones_like(out))
+    assert torch.equal(out, torch.zeros_like(out))
+    assert int(w.row_grad.count) == 0 and w.row_grad.valid()[0].numel() == 0
+
+
+def test_two_contributions_to_one_weight_add_up(device):
+    """A weight read by two sparse layers: its row_grad is the sum, rows of a shared feature
+    added in call order; a non-leaf weight gets a dense gradient instead."""
+    b1, b2 = batch_on(device, 6, 50, 7, seed=1), batch_on(device, 6, 50, 7, seed=2)
+    g1, g2 = weights(device, 6, 9, seed=4), weights(device, 6, 9, seed=5)
+    for force in (False, True):
+        w = weights(device, 50, 9).requires_grad_()
+        with F.kernels(force):
+            (F.sparse_linear(b1, w) * g1).sum().backward()
+            (F.sparse_linear(b2, w) * g2).sum().backward()
+        dense = b1.to_dense().t() @ g1 + b2.to_dense().t() @ g2
+        features, rows = w.row_grad.valid()
+        assert torch.equal(features.cpu(), torch.unique(torch.cat([b1.indices, b2.indices])).cpu())
+        torch.testing.assert_close(rows, dense[features])
+        view = weights(device, 9, 50).t().contiguous().requires_grad_()
+        with F.kernels(force):
+            (F.sparse_linear(b1, view * 1.0) * g1).sum().backward()
+        torch.testing.assert_close(view.grad, b1.to_dense().t() @ g1)
+
+
 @pytest.mark.gpu
 @pytest.mark.slow
 def test_ten_million_features_by_256_has_no_int32_overflow():
@@ -108,11 +166,12 @@ def test_ten_million_features_by_256_has_no_int32_overflow():
         torch.testing.assert_close(out[r].double(), expected, rtol=1e-5, atol=1e-5)
     g = torch.randn(4, units, device="cuda")
     out.backward(g)
-    grad = w.grad.coalesce()
-    assert torch.equal(grad.indices()[0].cpu(), torch.tensor(sorted({f for r in rows for f in r})))
-    row_of = {f: i for i, f in enumerate(grad.indices()[0].tolist())}
+    assert w.grad is None
+    features, values = w.row_grad.valid()
+    assert torch.equal(features.cpu(), torch.tensor(sorted({f for r in rows for f in r})))
+    row_of = {f: i for i, f in enumerate(features.tolist())}
     # rows = Xᵀ g, feature n - 1 from examples 0 and 3
     expected = torch.zeros(len(row_of), units, dtype=torch.float64, device="cuda")
     for k in range(b.nnz):
         expected[row_of[int(b.indices[k])]] += float(b.values[k]) * g[int(b.rows()[k])].double()
-    torch.testing.assert_close(grad.values().double(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(values.double(), expected, rtol=1e-5, atol=1e-5)

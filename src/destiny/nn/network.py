@@ -42,8 +42,25 @@ class Noise:
     epoch: int
     step: int
 
-    def seed_for(self, purpose: str, layer: str) -> int:
+    def seed_for(self, purpose: str, layer: str) -> int | torch.Tensor:
         return stream_seed(self.seed, purpose, self.epoch, self.step, layer)
+
+
+@dataclass(frozen=True)
+class DeviceNoise(Noise):
+    """Noise whose seeds sit in device memory: ``seeds[slots[(purpose, layer)]]`` (0-d int64
+    views), filled by the caller with ``Noise.seed_for``'s numbers before each step, so that a
+    CUDA graph of the step draws each step's numbers (the kernels read the seed)."""
+
+    seeds: torch.Tensor | None = None
+    slots: Mapping[tuple[str, str], int] | None = None
+
+    def seed_for(self, purpose: str, layer: str) -> torch.Tensor:
+        slot = self.slots.get((purpose, layer)) if self.slots is not None else None
+        if slot is None:
+            raise KeyError(f"no device seed for the {purpose} stream of layer '{layer}'; "
+                           "Network.noise_streams() must list every stream the forward pass draws")
+        return self.seeds[slot]
 
 
 class _ClipRowGrad(torch.autograd.Function):
@@ -167,6 +184,20 @@ class Network(torch.nn.Module):
                 values[layer.name] = self._layer(layer, values, noise)
         return values
 
+    def noise_streams(self) -> list[tuple[str, str]]:
+        """The (purpose, layer) of every random stream a training forward pass may draw (a
+        superset: an input layer lists denoising and dropout, whatever its data)."""
+        streams = []
+        for layer in self.order:
+            if layer.kind == LayerKind.INPUT:
+                if self.config.denoising.p > 0 and layer.sparse:
+                    streams.append(("denoise", layer.name))
+                if layer.p_dropout > 0:
+                    streams.append(("dropout", layer.name))
+            elif layer.kind != LayerKind.OUTPUT and layer.p_dropout > 0:
+                streams.append(("dropout", layer.name))
+        return streams
+
     def _needed(self, targets: set[str]) -> set[str]:
         needed, todo = set(), list(targets)
         while todo:
@@ -248,10 +279,12 @@ class Network(torch.nn.Module):
 
     # -- losses and predictions ---------------------------------------------------------------
 
-    def loss(self, inputs, targets: Mapping[str, SparseBatch | torch.Tensor], noise: Noise | None = None
-             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(self, inputs, targets: Mapping[str, SparseBatch | torch.Tensor], noise: Noise | None = None,
+             grad_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Summed loss over the batch and its parts: each output layer's error and the
-        sparseness penalty. Differentiate ``total / batch`` for DSSTNE's gradient."""
+        sparseness penalty. Differentiate ``total / batch`` for DSSTNE's gradient, or pass
+        grad_scale, a 0-d tensor s = 1/batch, and call ``total.backward(s)``: fused losses then
+        fold s into their gradient (``ops.functional.output_loss``)."""
         values = self.forward(inputs, noise)
         parts: dict[str, torch.Tensor] = {}
         for layer in self.output_layers():
@@ -262,7 +295,8 @@ class Network(torch.nn.Module):
             if n != self.units[layer.name]:
                 raise DataError(f"output layer '{layer.name}' has {self.units[layer.name]} units but its "
                                 f"targets have {n}; the dataset does not fit this network")
-            parts[layer.name] = ops.output_loss(values[layer.name], target, self.loss_spec[layer.name]).sum()
+            parts[layer.name] = ops.output_loss(values[layer.name], target, self.loss_spec[layer.name],
+                                                grad_scale=grad_scale).sum()
         penalty = self._sparseness_penalty(values) if noise is not None else None
         if penalty is not None:
             parts["SparsenessPenalty"] = penalty

@@ -1,9 +1,14 @@
 """The sparse ops as differentiable functions, each dispatched once: a fused Triton kernel on
 CUDA where one exists, the pure-torch reference (``reference.py``) otherwise.
 
-``sparse_linear`` returns a row-sparse weight gradient (a coalesced sparse COO tensor holding
-only the features present in the batch), so the input layer's gradient costs nnz·units, not
-n_features·units, and optimizers can update only what changed.
+``sparse_linear``'s weight gradient is row-sparse: a ``RowSparseGrad`` (``ops.sparse``)
+holding only the features present in the batch, so the input layer's gradient costs
+nnz·units, not n_features·units, and optimizers update only what changed. It is not handed to
+autograd: a weight that is a leaf (a Parameter) gets it as ``weight.row_grad`` (see
+``accumulate_row_grad``; ``DsstneOptimizer`` reads it and ``zero_grad`` clears it) and autograd
+sees no gradient for it; any other weight (a view, a product) gets it as an ordinary dense
+gradient. Everything on the kernel path has static shapes and no host sync, so a training
+step can be captured in a CUDA graph.
 
 Dispatch: ``use_kernels(device)`` is true for CUDA tensors when Triton imports
 (``destiny.backend.use_triton``). ``with kernels(True):`` forces the kernels for every device —
@@ -25,7 +30,7 @@ from destiny.backend import HAS_TRITON, TRITON_INTERPRET, use_triton
 from destiny.errors import UsageError
 from destiny.nn.losses import LossSpec
 from destiny.ops import reference as ref
-from destiny.ops.sparse import SparseBatch
+from destiny.ops.sparse import RowSparseGrad, SparseBatch
 
 _FORCED: contextvars.ContextVar[bool | None] = contextvars.ContextVar("destiny_kernels", default=None)
 
@@ -69,6 +74,7 @@ class _SparseLinear(torch.autograd.Function):
         ctx.has_bias = bias is not None
         ctx.dtype = weight.dtype
         ctx.fused = use_kernels(weight.device) and weight.stride(-1) == 1
+        ctx.param = weight if weight.is_leaf and weight.requires_grad else None
         # In the weights' own precision even under autocast: a gather-sum is memory-bound, so
         # lower precision buys nothing, and the next layer's product casts as it needs.
         with torch.autocast(weight.device.type, enabled=False):
@@ -81,28 +87,70 @@ class _SparseLinear(torch.autograd.Function):
         grad_weight = grad_bias = None
         grad_out = grad_out.to(ctx.dtype)
         if ctx.needs_input_grad[0]:
-            if ctx.fused:
-                features, rows = _kernel("sparse_weight_grad").sparse_weight_grad(ctx.batch, grad_out)
+            grad = sparse_weight_grad(ctx.batch, grad_out, ctx.fused)
+            if ctx.param is not None:
+                accumulate_row_grad(ctx.param, grad)
             else:
-                features, rows = ref.sparse_weight_grad_ref(ctx.batch, grad_out)
-            grad_weight = torch.sparse_coo_tensor(features.unsqueeze(0), rows, ctx.weight_shape,
-                                                  is_coalesced=True, check_invariants=False)
+                grad_weight = row_grad_to_dense(grad, ctx.weight_shape, ctx.fused)
         if ctx.has_bias and ctx.needs_input_grad[1]:
             grad_bias = grad_out.sum(0)
         return grad_weight, grad_bias, None
 
 
 def sparse_linear(batch: SparseBatch, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """x @ weight (+ bias) for a sparse batch x. weight: (n_features, units) → (batch, units).
+    """x @ weight (+ bias) for a sparse batch x (padded or not). weight: (n_features, units) →
+    (batch, units).
 
-    Backward: a row-sparse gradient for weight (only the batch's features), the batch sum of
-    grad_out for bias. Deterministic: sums run in example order.
+    Backward: the row-sparse gradient of weight (only the batch's features) into
+    ``weight.row_grad`` when weight is a leaf tensor (autograd then sees none), else a dense
+    gradient; the batch sum of grad_out for bias. Deterministic: sums run in example order.
     """
     return _SparseLinear.apply(weight, bias, batch)
 
 
+def sparse_weight_grad(batch: SparseBatch, grad_out: torch.Tensor, fused: bool | None = None) -> RowSparseGrad:
+    """The gradient of ``batch @ W`` with respect to W (batch.n_features rows) for grad_out (B, H):
+    on the kernel path static shapes (capacity min(nnz, n_features)) and no host sync; the
+    reference's capacity is its exact count."""
+    if fused is None:
+        fused = use_kernels(grad_out.device)
+    if fused:
+        return _kernel("sparse_weight_grad").sparse_weight_grad(batch, grad_out)
+    features, rows = ref.sparse_weight_grad_ref(batch, grad_out)
+    return RowSparseGrad(features, rows, torch.tensor(features.numel(), device=features.device))
+
+
+def accumulate_row_grad(param: torch.Tensor, grad: RowSparseGrad) -> None:
+    """param.row_grad = grad, or the sum of both when param already holds one."""
+    held = getattr(param, "row_grad", None)
+    param.row_grad = grad if held is None else add_row_grads(held, grad, param.shape[0])
+
+
+def add_row_grads(a: RowSparseGrad, b: RowSparseGrad, n_rows: int) -> RowSparseGrad:
+    """a + b over (n_rows, H): the union of their features, the rows of a feature in both added
+    in that order, into a new RowSparseGrad (deterministic; kernel path: no host sync)."""
+    if use_kernels(a.rows.device):
+        return _kernel("sparse_weight_grad").merge(a, b, n_rows)
+    f1, r1 = a.valid()
+    f2, r2 = b.valid()
+    features, rows = ref.segment_rows_ref(torch.cat([f1, f2]), n_rows, torch.cat([r1, r2.to(r1.dtype)]))
+    return RowSparseGrad(features, rows, torch.tensor(features.numel(), device=features.device))
+
+
+def row_grad_to_dense(grad: RowSparseGrad, shape: torch.Size | tuple[int, ...], fused: bool | None = None,
+                      out: torch.Tensor | None = None) -> torch.Tensor:
+    """The dense gradient (shape) of a row-sparse one, added into ``out`` when given (in
+    place). Kernel path: no host sync."""
+    dense = torch.zeros(shape, dtype=grad.rows.dtype, device=grad.rows.device) if out is None else out
+    if fused if fused is not None else use_kernels(grad.rows.device):
+        return _kernel("row_sparse").add_rows_(dense, grad)
+    features, rows = grad.valid()
+    dense.view(dense.shape[0], -1)[features] += rows.reshape(rows.shape[0], -1).to(dense.dtype)
+    return dense
+
+
 def output_loss(z: torch.Tensor, target: SparseBatch | torch.Tensor, spec: LossSpec, *,
-                inplace: bool | None = None) -> torch.Tensor:
+                inplace: bool | None = None, grad_scale: torch.Tensor | None = None) -> torch.Tensor:
     """Per-example loss (batch,) of an output layer; see ``reference.output_loss_ref``.
 
     With sparse targets and a supported loss (``destiny.ops.triton.output_loss.supports``) on
@@ -110,29 +158,44 @@ def output_loss(z: torch.Tensor, target: SparseBatch | torch.Tensor, spec: LossS
     the delta overwrites z's memory (halving the output layer's memory and traffic). None
     (default) does so when z is an intermediate result of the autograd graph (the output
     GEMM's), never for a leaf; z then holds the delta — read nothing from it afterwards.
+
+    grad_scale: a 0-d float32 tensor s with which the caller will seed the backward pass of a
+    sum of these losses (``total.backward(s)``, as the Trainer does with s = 1/batch). The
+    fused kernel then writes s · delta, and backward returns it untouched when the incoming
+    gradient is that very tensor (no extra pass over the outputs); any other gradient g is
+    still exact (s · delta · g / s). The fused loss is then float32 whatever z's dtype. The
+    reference ignores it (autograd applies the seed).
     """
     if isinstance(target, SparseBatch) and use_kernels(z.device):
         fused = _kernel("output_loss")
         if fused.supports(spec, z):
             if inplace is None:
                 inplace = z.grad_fn is not None
-            return fused.output_loss(z, target, spec, inplace=inplace)
+            return fused.output_loss(z, target, spec, inplace=inplace, grad_scale=grad_scale)
     return ref.output_loss_ref(z, target, spec)
 
 
-def dropout(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
-    """Inverted dropout with the Philox uniforms of ``ops.random.uniform(seed, x.numel())``."""
+def _int_seed(seed: int | torch.Tensor) -> int:
+    return int(seed)  # a device seed: host sync (the reference path only)
+
+
+def dropout(x: torch.Tensor, p: float, seed: int | torch.Tensor) -> torch.Tensor:
+    """Inverted dropout with the Philox uniforms of ``ops.random.uniform(seed, x.numel())``.
+    seed: an int or a 0-d int64 device tensor (read by the kernel, no host sync)."""
     if use_kernels(x.device):
         return _kernel("dropout").dropout(x, p, seed)
-    return ref.dropout_ref(x, p, seed)
+    return ref.dropout_ref(x, p, _int_seed(seed))
 
 
-def alpha_dropout(x: torch.Tensor, p: float, seed: int, saturation: float) -> torch.Tensor:
+def alpha_dropout(x: torch.Tensor, p: float, seed: int | torch.Tensor, saturation: float) -> torch.Tensor:
     """Alpha dropout (ELU/SELU layers) with the same uniforms as ``dropout``."""
     if use_kernels(x.device):
         return _kernel("dropout").alpha_dropout(x, p, seed, saturation)
-    return ref.alpha_dropout_ref(x, p, seed, saturation)
+    return ref.alpha_dropout_ref(x, p, _int_seed(seed), saturation)
 
 
-def denoise(batch: SparseBatch, p: float, seed: int) -> SparseBatch:
-    return ref.denoise_ref(batch, p, seed)
+def denoise(batch: SparseBatch, p: float, seed: int | torch.Tensor) -> SparseBatch:
+    """Denoising of a sparse input batch (``reference.denoise_ref``: dropped slots keep value 0)."""
+    if use_kernels(batch.device):
+        return _kernel("dropout").denoise(batch, p, seed)
+    return ref.denoise_ref(batch, p, _int_seed(seed))

@@ -3,7 +3,9 @@ that runs on CPU (and on GPU where no kernel exists).
 
 Everything here is deterministic on CPU: sums run in a fixed order (embedding_bag sums each
 example's rows in order; the sparse weight gradient is a CSR × dense product with one
-output row per feature; per-example losses are segment sums over CSR rows).
+output row per feature; per-example losses are segment sums over CSR rows). A padded batch
+(``SparseRows.take(..., capacity=C)``) is sliced to its real nonzeros first (one host sync),
+except where its sentinel slots can simply be skipped.
 """
 
 from __future__ import annotations
@@ -23,10 +25,38 @@ def sparse_linear_ref(batch: SparseBatch, weight: torch.Tensor, bias: torch.Tens
     """x @ W (+ b) for sparse x: each example sums the weight rows of its features, scaled by
     their values. weight: (n_features, units); returns (batch, units). Reads nnz rows of W:
     nnz·units·4 bytes, 2·nnz·units FLOPs; never touches the other rows."""
+    batch = batch.unpadded()
     values = None if batch.values is None else batch.values.to(weight.dtype)
     out = F.embedding_bag(batch.indices, weight, batch.offsets[:-1], mode="sum",
                           per_sample_weights=values, include_last_offset=False)
     return out if bias is None else out + bias
+
+
+def segment_rows_ref(keys: torch.Tensor, n_rows: int, src: torch.Tensor, src_rows: torch.Tensor | None = None,
+                     values: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ per distinct key u < n_rows of values[k] · src[src_rows[k]] over the positions k with
+    keys[k] == u, in position order; keys ≥ n_rows (padding) are skipped.
+
+    Returns (features (U,) int64 sorted unique, rows (U, H) in src's dtype). Computed as a
+    CSR (U × S) @ src product: no (n × H) temporary. The spec of
+    ``ops.triton.sparse_weight_grad.segment_rows``.
+    """
+    real = keys < n_rows
+    positions = torch.nonzero(real).view(-1)  # host sync (CPU: free)
+    keys = keys[positions].long()
+    sort = torch.argsort(keys, stable=True)
+    order = positions[sort]  # (n_real,) positions, by key then position
+    features, counts = torch.unique_consecutive(keys[sort], return_counts=True)
+    crow = torch.zeros(features.numel() + 1, dtype=torch.int64, device=src.device)
+    torch.cumsum(counts, 0, out=crow[1:])
+    col = order if src_rows is None else src_rows[order]
+    val = torch.ones(order.numel(), dtype=src.dtype, device=src.device) if values is None else \
+        values[order].to(src.dtype)
+    with warnings.catch_warnings():  # "CSR support is in beta": the product below is long stable
+        warnings.simplefilter("ignore", UserWarning)
+        transposed = torch.sparse_csr_tensor(crow, col, val, size=(features.numel(), src.shape[0]),
+                                             check_invariants=False)
+        return features, transposed @ src
 
 
 def sparse_weight_grad_ref(batch: SparseBatch, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,19 +64,10 @@ def sparse_weight_grad_ref(batch: SparseBatch, grad_out: torch.Tensor) -> tuple[
 
     Returns (features, rows): features (U,) int64, sorted and unique; rows (U, units) with
     rows[u] = Σ over the nonzeros k of feature u of value_k · grad_out[example of k], summed in
-    example order. Computed as Xᵀ (U × batch, CSR) @ grad_out: no (nnz × units) temporary.
+    example order. Computed as Xᵀ (U × batch, CSR) @ grad_out: no (nnz × units) temporary. A
+    padded batch's sentinel slots are skipped.
     """
-    order = torch.argsort(batch.indices, stable=True)
-    features, counts = torch.unique_consecutive(batch.indices[order], return_counts=True)
-    crow = torch.zeros(features.numel() + 1, dtype=torch.int64, device=batch.device)
-    torch.cumsum(counts, 0, out=crow[1:])
-    col = batch.rows()[order]
-    val = batch.values_or_ones(grad_out.dtype)[order]
-    with warnings.catch_warnings():  # "CSR support is in beta": the product below is long stable
-        warnings.simplefilter("ignore", UserWarning)
-        transposed = torch.sparse_csr_tensor(crow, col, val, size=(features.numel(), batch.batch_size),
-                                             check_invariants=False)
-        return features, transposed @ grad_out
+    return segment_rows_ref(batch.indices, batch.n_features, grad_out, batch.rows(), batch.values)
 
 
 def row_sums(values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
@@ -64,6 +85,8 @@ def output_loss_ref(z: torch.Tensor, target: SparseBatch | torch.Tensor, spec: L
     Per-example data weights multiply the loss. The gradient of the sum is DSSTNE's delta.
     """
     out = Outputs(z, spec)
+    if isinstance(target, SparseBatch):
+        target = target.unpadded()
     if isinstance(target, torch.Tensor):
         loss = element_loss(out, target, spec)
         loss = loss.flatten(1).sum(1)
@@ -102,12 +125,18 @@ def alpha_dropout_ref(x: torch.Tensor, p: float, seed: int, saturation: float) -
 
 
 def denoise_ref(batch: SparseBatch, p: float, seed: int) -> SparseBatch:
-    """Denoising of a sparse input: each nonzero is dropped when its uniform u < p; kept values
-    are scaled by 1/(1-p) (DSSTNE's denoising q). Returns a new batch with fewer nonzeros."""
+    """Denoising of a sparse input: each nonzero slot k is dropped when its uniform u_k < p
+    (``uniform(seed, batch.nnz)``), kept values are scaled by 1/(1-p) (DSSTNE's denoising q).
+
+    Static formulation: a dropped nonzero keeps its slot with value 0, so the batch keeps its
+    shape (offsets, indices) and only its float32 values change; a padded batch's padding slots
+    stay 0. The forward sums and the weight gradient equal those of the batch without the
+    dropped nonzeros (their rows get zero gradient)."""
     keep = uniform(seed, batch.nnz, batch.device) >= p
-    rows = batch.rows()[keep]
-    lengths = torch.bincount(rows, minlength=batch.batch_size)
-    offsets = torch.zeros_like(batch.offsets)
-    torch.cumsum(lengths, 0, out=offsets[1:])
-    values = batch.values_or_ones(torch.float32)[keep] * (1.0 / (1.0 - p))
-    return SparseBatch(offsets, batch.indices[keep], values, batch.n_features, batch.weights, batch.ignore_zero)
+    if batch.padded:
+        keep &= batch.rows() < batch.batch_size
+    values = torch.where(keep, batch.values_or_ones(torch.float32) * (1.0 / (1.0 - p)), 0.0)
+    out = SparseBatch(batch.offsets, batch.indices, values, batch.n_features, batch.weights, batch.ignore_zero,
+                      batch.padded)
+    out._rows = getattr(batch, "_rows", None)
+    return out

@@ -12,14 +12,19 @@ In DSSTNE's terms, with g the negative mean gradient of the loss and g' = g − 
     Adam      m = μm + (1−μ)g'; s = μ₁s + (1−μ₁)g'²; t = step + 1;
               w += α·(m / (1−μᵗ)) / (√(s / (1−μ₁ᵗ)) + 1e-8)
 
-α decays as α / (1 + Decay·steps). A row-sparse gradient (the sparse input layer's) is applied
-exactly as the dense formula with g = 0 on the other rows: those rows get only the
-regularisation and state decay, computed without materialising a dense gradient, and skipped
-entirely where that is the identity (SGD and AdaGrad without λ, λ₁).
+α decays as α / (1 + Decay·steps). A row-sparse gradient (the sparse input layer's,
+``param.row_grad``, a ``destiny.ops.sparse.RowSparseGrad``; a sparse COO ``.grad`` is accepted
+too) is applied exactly as the dense formula with g = 0 on the other rows: those rows get only
+the regularisation and state decay, computed without materialising a dense gradient, and
+skipped entirely where that is the identity (SGD and AdaGrad without λ, λ₁). A parameter with
+both a dense ``.grad`` and a ``row_grad`` (a weight shared, transposed, with the sparse input
+layer) is updated from their sum (the rows added to a copy of the dense gradient).
 
 On CUDA (or under ``destiny.ops.functional.kernels(True)``) the update of an fp32/bf16/fp16
 parameter runs as one fused Triton kernel (``destiny.ops.triton.optimizer``) with the same
-formula; the torch code below is its spec.
+formula; the torch code below is its spec. That path reads the learning rate and Adam's step
+from device memory (a device step counter advanced by the step itself) and never waits for
+the host, so ``step`` can be captured in a CUDA graph (``capturable``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import torch
 
 from destiny.errors import UsageError
 from destiny.ops.functional import use_kernels
+from destiny.ops.sparse import RowSparseGrad
 
 
 class Optimizer(enum.Enum):
@@ -96,9 +102,11 @@ class Hyperparameters:
 
 
 class DsstneOptimizer:
-    """Updates named parameters in place from their .grad (dense or row-sparse COO).
+    """Updates named parameters in place from their .grad (dense or sparse COO) and their
+    .row_grad (row-sparse, ``RowSparseGrad``).
 
-    regularized: names of the parameters that get λ and λ₁ (the weight matrices).
+    regularized: names of the parameters that get λ and λ₁ (the weight matrices). ``steps``:
+    the updates done so far (host counter; the fused kernels keep a device copy).
     """
 
     def __init__(self, params: dict[str, torch.nn.Parameter], kind: Optimizer | str,
@@ -109,7 +117,17 @@ class DsstneOptimizer:
         self.regularized = set(regularized if regularized is not None else self.params)
         self.state: dict[str, dict[str, torch.Tensor]] = {
             name: {s: torch.zeros_like(p) for s in _STATE[self.kind]} for name, p in self.params.items()}
-        self.steps = 0
+        self._steps = 0
+        self._device: dict | None = None  # the fused path's device counter and scalars
+
+    @property
+    def steps(self) -> int:
+        return self._steps
+
+    @steps.setter
+    def steps(self, value: int) -> None:
+        self._steps = int(value)
+        self._device = None  # rebuilt from the host counter at the next fused step
 
     # -- state for checkpoints ----------------------------------------------------------------
 
@@ -130,43 +148,88 @@ class DsstneOptimizer:
         h = self.hyper
         return h.alpha / (1.0 + h.decay * self.steps) if h.decay > 0 else h.alpha
 
+    def capturable(self) -> bool:
+        """Whether ``step`` runs entirely on the fused kernels (no host values that change
+        from step to step), so that a CUDA graph of it replays correctly."""
+        return all(self._fused(p.data, self.state[name]) for name, p in self.params.items())
+
     @torch.no_grad()
     def step(self, alpha: float | None = None) -> None:
         """Apply one update to every parameter with a gradient; ``alpha`` overrides the
         (decayed) learning rate for this step."""
         lr = self.learning_rate() if alpha is None else alpha
         t = self.steps + 1
+        fused = {name: self._fused(p.data, self.state[name]) for name, p in self.params.items()}
+        scalars = None
+        if any(fused.values()):  # advance the device counter every step, gradients or not
+            device = next(p.device for name, p in self.params.items() if fused[name])
+            scalars = self._step_scalars(device, alpha)
         for name, p in self.params.items():
-            grad = p.grad
-            if grad is None:
+            grad, row_grad = self._gradients(p)
+            if grad is None and row_grad is None:
                 continue
             reg = name in self.regularized and (self.hyper.lam != 0 or self.hyper.lam1 != 0)
             state = self.state[name]
-            if grad.is_sparse:
-                self._sparse_step(p.data, state, grad, lr, t, reg)
+            kernel_scalars = scalars if fused[name] else None
+            if row_grad is not None and grad is not None:  # both: their sum, densely
+                from destiny.ops.functional import row_grad_to_dense
+
+                grad = row_grad_to_dense(row_grad, p.shape, fused[name], out=grad.clone())
+                row_grad = None
+            if row_grad is not None:
+                self._sparse_step(p.data, state, row_grad, lr, t, reg, kernel_scalars)
             else:
-                self._update(p.data, state, grad, lr, t, reg)
-        self.steps += 1
+                self._update(p.data, state, grad, lr, t, reg, kernel_scalars)
+        self._steps += 1
 
     def zero_grad(self) -> None:
         for p in self.params.values():
             p.grad = None
+            p.row_grad = None
 
-    def _sparse_step(self, w, state, grad, lr, t, reg) -> None:
-        grad = grad.coalesce()
-        rows, values = grad.indices()[0], grad.values()
+    @staticmethod
+    def _gradients(p) -> tuple[torch.Tensor | None, RowSparseGrad | None]:
+        """(dense gradient or None, row-sparse gradient or None) of a parameter."""
+        grad, row_grad = p.grad, getattr(p, "row_grad", None)
+        if grad is not None and grad.is_sparse:  # a sparse COO gradient (torch.nn.Embedding's, tests)
+            from destiny.ops.functional import add_row_grads
+
+            coo = RowSparseGrad.from_coo(grad)
+            grad, row_grad = None, coo if row_grad is None else add_row_grads(row_grad, coo, p.shape[0])
+        return grad, row_grad
+
+    def _step_scalars(self, device: torch.device, alpha: float | None) -> torch.Tensor:
+        """This step's (lr, 1 − μᵗ, 1 − μ₁ᵗ) in device memory, from the device step counter
+        (which the launch advances): one small kernel, no host sync."""
+        from destiny.ops.triton.optimizer import step_scalars
+
+        dev = self._device
+        if dev is None or dev["steps"].device != device:
+            h = self.hyper
+            dev = self._device = {
+                "steps": torch.tensor(self.steps, dtype=torch.int64, device=device),
+                "consts": torch.tensor([h.alpha, h.decay, h.mu, h.mu1, 0.0], dtype=torch.float64, device=device),
+                "scalars": torch.empty(3, dtype=torch.float32, device=device)}
+        if alpha is not None:
+            dev["consts"][4].fill_(float(alpha))
+        step_scalars(dev["scalars"], dev["steps"], dev["consts"], adam=self.kind == Optimizer.ADAM,
+                     override=alpha is not None)
+        return dev["scalars"]
+
+    def _sparse_step(self, w, state, grad: RowSparseGrad, lr, t, reg, scalars) -> None:
         every_row = reg or self.kind not in (Optimizer.SGD, Optimizer.ADAGRAD)
-        if self._fused(w, state):
+        if scalars is not None:
             from destiny.ops.triton.optimizer import fused_sparse_update
 
-            fused_sparse_update(self.kind.value, w, self._states(state), rows, values, all_rows=every_row,
-                                **self._scalars(lr, t, reg))
+            fused_sparse_update(self.kind.value, w, self._states(state), grad, all_rows=every_row,
+                                scalars=scalars, **self._constants(reg))
             return
+        rows, values = grad.valid()  # host sync (the torch formula's path)
         w_rows = w[rows]
         state_rows = {k: v[rows] for k, v in state.items()}
         if every_row:
-            self._update(w, state, None, lr, t, reg)  # every row, with g = 0
-        self._update(w_rows, state_rows, values, lr, t, reg)
+            self._update(w, state, None, lr, t, reg, None)  # every row, with g = 0
+        self._update(w_rows, state_rows, values, lr, t, reg, None)
         w[rows] = w_rows
         for k, v in state.items():
             v[rows] = state_rows[k]
@@ -180,16 +243,17 @@ class DsstneOptimizer:
     def _states(self, state) -> tuple[torch.Tensor, ...]:
         return tuple(state[key] for key in _STATE[self.kind])
 
-    def _scalars(self, lr, t, reg) -> dict:
+    def _constants(self, reg) -> dict:
         h = self.hyper
-        return dict(lr=lr, t=t, lam=h.lam if reg else 0.0, lam1=h.lam1 if reg else 0.0, mu=h.mu, mu1=h.mu1)
+        return dict(lam=h.lam if reg else 0.0, lam1=h.lam1 if reg else 0.0, mu=h.mu, mu1=h.mu1)
 
-    def _update(self, w, state, grad, lr, t, reg) -> None:
-        """One update in place; grad None means a zero gradient."""
-        if self._fused(w, state):
+    def _update(self, w, state, grad, lr, t, reg, scalars) -> None:
+        """One update in place; grad None means a zero gradient. scalars: the fused kernel's
+        device scalars, or None for the torch formula with the host's lr and t."""
+        if scalars is not None:
             from destiny.ops.triton.optimizer import fused_update
 
-            fused_update(self.kind.value, w, self._states(state), grad, **self._scalars(lr, t, reg))
+            fused_update(self.kind.value, w, self._states(state), grad, scalars=scalars, **self._constants(reg))
             return
         h = self.hyper
         g = torch.zeros_like(w) if grad is None else -grad.to(w.dtype)  # DSSTNE's g = −gradient

@@ -12,9 +12,15 @@ With g = −gradient and, on regularised parameters, g' = g − λw − λ₁·s
 
 Two kernels share the formula: ``dense_kernel`` over the flat elements of any parameter (grad
 None: g = 0), and ``rows_kernel`` over rows of a (rows, H) weight for a row-sparse gradient
-(rows, values): either only the gradient's rows, or every row, each taking its gradient row
-from a slot map (−1: g = 0) — one pass that equals "g = 0 everywhere, then the rows". The
-state tensors are passed in the order of ``destiny.train.optimizers._STATE``.
+(``ops.sparse.RowSparseGrad``): either only the gradient's rows (programs past its count, a
+device value, do nothing), or every row, each taking its gradient row from a slot map
+(−1: g = 0) — one pass that equals "g = 0 everywhere, then the rows". The state tensors are
+passed in the order of ``destiny.train.optimizers._STATE``.
+
+The step's changing scalars — α (decayed: α / (1 + Decay·steps)) and Adam's bias corrections
+1 − μᵗ, 1 − μ₁ᵗ — live in device memory: ``step_scalars`` computes them from a device step
+counter (and advances it), and the update kernels read them. Nothing the host passes changes
+from step to step, so a CUDA graph of the training step replays correctly.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import triton
 import triton.language as tl
 
 from destiny.backend import TRITON_INTERPRET
+from destiny.ops.sparse import RowSparseGrad
 
 KINDS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam")
 STATES = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adadelta": 2, "adam": 2}
@@ -66,10 +73,47 @@ def _step(w, g, s1, s2, lr, lam, lam1, mu, mu1, one_minus_mu, one_minus_mu1, bia
 
 
 @triton.jit
-def dense_kernel(w_ptr, g_ptr, s1_ptr, s2_ptr, n, lr, lam, lam1, mu, mu1, one_minus_mu, one_minus_mu1,
-                 bias1, bias2, KIND: tl.constexpr, N_STATE: tl.constexpr, HAS_GRAD: tl.constexpr,
+def _int_pow(base, e):
+    """base ** e for a float64 base and an int64 e ≥ 0, by squaring (a fixed function of both)."""
+    result = base * 0.0 + 1.0
+    for i in range(63):
+        result = tl.where(((e >> i) & 1) != 0, result * base, result)
+        base = base * base
+    return result
+
+
+@triton.jit
+def scalars_kernel(scal_ptr, step_ptr, const_ptr, ADAM: tl.constexpr, OVERRIDE: tl.constexpr):
+    """From steps = step[0] (int64) and const = (α, Decay, μ, μ₁, α override) in float64: scal =
+    (lr, 1 − μᵗ, 1 − μ₁ᵗ) in float32 with t = steps + 1, lr = α / (1 + Decay·steps) (Decay 0:
+    α; OVERRIDE: const[4]); then step[0] = steps + 1."""
+    steps = tl.load(step_ptr)
+    alpha = tl.load(const_ptr)
+    decay = tl.load(const_ptr + 1)
+    if OVERRIDE:
+        lr = tl.load(const_ptr + 4)
+    else:
+        lr = tl.where(decay > 0, alpha / (1.0 + decay * steps.to(tl.float64)), alpha)
+    bias1 = alpha * 0.0 + 1.0
+    bias2 = alpha * 0.0 + 1.0
+    if ADAM:
+        bias1 = 1.0 - _int_pow(tl.load(const_ptr + 2), steps + 1)
+        bias2 = 1.0 - _int_pow(tl.load(const_ptr + 3), steps + 1)
+    tl.store(scal_ptr, lr.to(tl.float32))
+    tl.store(scal_ptr + 1, bias1.to(tl.float32))
+    tl.store(scal_ptr + 2, bias2.to(tl.float32))
+    tl.store(step_ptr, steps + 1)
+
+
+@triton.jit
+def dense_kernel(w_ptr, g_ptr, s1_ptr, s2_ptr, scal_ptr, n, lam, lam1, mu, mu1, one_minus_mu, one_minus_mu1,
+                 KIND: tl.constexpr, N_STATE: tl.constexpr, HAS_GRAD: tl.constexpr,
                  L2: tl.constexpr, L1: tl.constexpr, BLOCK: tl.constexpr):
-    """Elements [pid·BLOCK, (pid+1)·BLOCK) of flat w, grad and states; int64 offsets."""
+    """Elements [pid·BLOCK, (pid+1)·BLOCK) of flat w, grad and states; int64 offsets. scal:
+    (lr, bias1, bias2) float32 in device memory."""
+    lr = tl.load(scal_ptr)
+    bias1 = tl.load(scal_ptr + 1)
+    bias2 = tl.load(scal_ptr + 2)
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     ok = offs < n
     w = tl.load(w_ptr + offs, mask=ok, other=0.0).to(tl.float32)
@@ -92,16 +136,23 @@ def dense_kernel(w_ptr, g_ptr, s1_ptr, s2_ptr, n, lr, lam, lam1, mu, mu1, one_mi
 
 
 @triton.jit
-def rows_kernel(w_ptr, val_ptr, rows_ptr, slot_ptr, s1_ptr, s2_ptr, n_rows, H,
-                lr, lam, lam1, mu, mu1, one_minus_mu, one_minus_mu1, bias1, bias2,
+def rows_kernel(w_ptr, val_ptr, rows_ptr, slot_ptr, s1_ptr, s2_ptr, scal_ptr, count_ptr, n_rows, H,
+                lam, lam1, mu, mu1, one_minus_mu, one_minus_mu1,
                 KIND: tl.constexpr, N_STATE: tl.constexpr, ALL_ROWS: tl.constexpr,
                 L2: tl.constexpr, L1: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_H: tl.constexpr):
     """A (BLOCK_R, BLOCK_H) tile of a row-major (rows, H) weight and its states. ALL_ROWS: tile
     rows are weight rows r < n_rows, gradient row slot[r] (−1: none). Else: tile rows are the
-    gradient's rows i < n_rows, weight row rows[i], gradient row i. Offsets are int64."""
+    gradient's entries i < count[0] (of n_rows slots), weight row rows[i], gradient row i.
+    Offsets are int64."""
     r = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+    if ALL_ROWS:
+        r_ok = r < n_rows
+    else:
+        r_ok = (r < n_rows) & (r < tl.load(count_ptr))
+    lr = tl.load(scal_ptr)
+    bias1 = tl.load(scal_ptr + 1)
+    bias2 = tl.load(scal_ptr + 2)
     cols = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
-    r_ok = r < n_rows
     ok = r_ok[:, None] & (cols < H)[None, :]
     if ALL_ROWS:
         row = r
@@ -129,12 +180,18 @@ def rows_kernel(w_ptr, val_ptr, rows_ptr, slot_ptr, s1_ptr, s2_ptr, n_rows, H,
         tl.store(s2_ptr + offs, s2.to(s2_ptr.dtype.element_ty), mask=ok)
 
 
-def _scalars(kind: str, lr: float, t: int, lam: float, lam1: float, mu: float, mu1: float) -> dict:
-    """Kernel scalars; the (1 − μ) and bias corrections in double, as the torch formula does."""
-    adam = kind == "adam"
-    return dict(lr=float(lr), lam=float(lam), lam1=float(lam1), mu=float(mu), mu1=float(mu1),
-                one_minus_mu=1.0 - mu, one_minus_mu1=1.0 - mu1,
-                bias1=1.0 - mu ** t if adam else 1.0, bias2=1.0 - mu1 ** t if adam else 1.0)
+def step_scalars(scalars: torch.Tensor, steps: torch.Tensor, consts: torch.Tensor, *, adam: bool,
+                 override: bool = False) -> None:
+    """One launch: scalars (3,) float32 ← (lr, 1 − μᵗ, 1 − μ₁ᵗ) from the device step counter
+    steps (0-d int64, then advanced by one) and consts (5,) float64 = (α, Decay, μ, μ₁, α
+    override). The update kernels of this step read scalars."""
+    scalars_kernel[(1,)](scalars, steps, consts, ADAM=adam, OVERRIDE=override, num_warps=1)
+
+
+def _scalars(kind: str, lam: float, lam1: float, mu: float, mu1: float) -> dict:
+    """The constant kernel scalars; (1 − μ) in double, as the torch formula does."""
+    return dict(lam=float(lam), lam1=float(lam1), mu=float(mu), mu1=float(mu1),
+                one_minus_mu=1.0 - mu, one_minus_mu1=1.0 - mu1)
 
 
 def _check(kind: str, w: torch.Tensor, states: tuple[torch.Tensor, ...]) -> None:
@@ -152,13 +209,14 @@ def _state_args(states: tuple[torch.Tensor, ...], w: torch.Tensor) -> tuple[torc
 
 
 def fused_update(kind: str, w: torch.Tensor, states: tuple[torch.Tensor, ...], grad: torch.Tensor | None, *,
-                 lr: float, t: int, lam: float = 0.0, lam1: float = 0.0, mu: float = 0.0, mu1: float = 0.0) -> None:
+                 scalars: torch.Tensor, lam: float = 0.0, lam1: float = 0.0, mu: float = 0.0,
+                 mu1: float = 0.0) -> None:
     """One update of w and its states in place, from a dense gradient (None: zero).
 
     w: any shape, contiguous, fp32 (or bf16/fp16, updated in fp32); states: contiguous, like w;
-    grad: like w (any float dtype) or None. lam, lam1: 0 on unregularised parameters. t: the
-    step number from 1 (Adam's bias correction). Moves (2 + 2·states + 1) · numel elements,
-    ~10 FLOPs an element.
+    grad: like w (any float dtype) or None. scalars: (3,) float32 on w's device, (lr, 1 − μᵗ,
+    1 − μ₁ᵗ) (``step_scalars``). lam, lam1: 0 on unregularised parameters. Moves
+    (2 + 2·states + 1) · numel elements, ~10 FLOPs an element.
     """
     _check(kind, w, states)
     n = w.numel()
@@ -169,43 +227,45 @@ def fused_update(kind: str, w: torch.Tensor, states: tuple[torch.Tensor, ...], g
     s1, s2 = _state_args(states, w)
     block = TILE
     dense_kernel[(triton.cdiv(n, block),)](
-        w, w if grad is None else grad, s1, s2, n, **_scalars(kind, lr, t, lam, lam1, mu, mu1),
+        w, w if grad is None else grad, s1, s2, scalars, n, **_scalars(kind, lam, lam1, mu, mu1),
         KIND=KINDS.index(kind), N_STATE=len(states), HAS_GRAD=grad is not None, L2=lam != 0, L1=lam1 != 0,
         BLOCK=block, num_warps=4)
 
 
-def fused_sparse_update(kind: str, w: torch.Tensor, states: tuple[torch.Tensor, ...], rows: torch.Tensor,
-                        values: torch.Tensor, *, all_rows: bool, lr: float, t: int, lam: float = 0.0,
-                        lam1: float = 0.0, mu: float = 0.0, mu1: float = 0.0) -> None:
-    """One update of a (R, H) weight from a row-sparse gradient, in place.
+def fused_sparse_update(kind: str, w: torch.Tensor, states: tuple[torch.Tensor, ...], grad: RowSparseGrad, *,
+                        all_rows: bool, scalars: torch.Tensor, lam: float = 0.0, lam1: float = 0.0, mu: float = 0.0,
+                        mu1: float = 0.0) -> None:
+    """One update of a (R, H) weight from a row-sparse gradient, in place; no host sync.
 
-    rows: (U,) int64 distinct row numbers; values: (U, H) their gradient rows. all_rows: also
-    update every other row with g = 0 (needed unless the update is the identity there, i.e.
-    SGD and AdaGrad without λ, λ₁); one pass over all R rows, through an (R,) int32/int64 slot
-    map. Else only the U rows. Moves (2 + 2·states)·R·H + U·H elements (all_rows) or
-    (3 + 2·states)·U·H (rows only).
+    grad: U = grad.count (a device value) distinct rows of the first entries of grad.features
+    (capacity C) and their gradient rows grad.rows (C, H). all_rows: also update every other row
+    with g = 0 (needed unless the update is the identity there, i.e. SGD and AdaGrad without λ,
+    λ₁); one pass over all R rows, through an (R,) int32/int64 slot map. Else only the U rows
+    (a grid over the capacity; programs past U do nothing). Moves (2 + 2·states)·R·H + U·H
+    elements (all_rows) or (3 + 2·states)·U·H (rows only).
     """
+    from destiny.ops.triton.row_sparse import slot_map
+
     _check(kind, w, states)
     if w.dim() != 2:
         w2, states = w.view(w.shape[0], -1), tuple(s.view(w.shape[0], -1) for s in states)
     else:
         w2 = w
     n_rows, width = w2.shape
-    values = values.contiguous().view(values.shape[0], -1)
+    values = grad.rows.contiguous().view(grad.capacity, -1)
     s1, s2 = _state_args(states, w2)
     if all_rows:
-        slot_dtype = torch.int32 if rows.numel() < 2**31 else torch.int64
-        slot = torch.full((n_rows,), -1, dtype=slot_dtype, device=w.device)
-        slot[rows] = torch.arange(rows.numel(), dtype=slot_dtype, device=w.device)
+        slot = slot_map(grad, n_rows)
         count = n_rows
     else:
-        slot = rows
-        count = rows.numel()
+        slot = grad.features
+        count = grad.capacity
     if count == 0 or width == 0:
         return
     block_h = max(16, min(256, triton.next_power_of_2(width)))
     block_r = max(1, TILE // block_h)
     grid = (triton.cdiv(count, block_r), triton.cdiv(width, block_h))
-    rows_kernel[grid](w2, values, rows, slot, s1, s2, count, width, **_scalars(kind, lr, t, lam, lam1, mu, mu1),
+    rows_kernel[grid](w2, values, grad.features, slot, s1, s2, scalars, grad.count, count, width,
+                      **_scalars(kind, lam, lam1, mu, mu1),
                       KIND=KINDS.index(kind), N_STATE=len(states), ALL_ROWS=all_rows, L2=lam != 0, L1=lam1 != 0,
                       BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)

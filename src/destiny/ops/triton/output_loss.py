@@ -113,15 +113,17 @@ def _targets(val_ptr, k, ok, count, HAS_VALUES: tl.constexpr, SPREAD: tl.constex
 
 
 @triton.jit
-def output_loss_kernel(z_ptr, d_ptr, loss_ptr, zt_ptr, off_ptr, idx_ptr, val_ptr, wt_ptr,
+def output_loss_kernel(z_ptr, d_ptr, loss_ptr, zt_ptr, off_ptr, idx_ptr, val_ptr, wt_ptr, gs_ptr,
                        N, z_stride, d_stride,
                        one_target, zero_target, one_scale, zero_scale, boost_one, boost_zero,
                        ACT: tl.constexpr, ERR: tl.constexpr, HAS_VALUES: tl.constexpr,
                        HAS_WEIGHTS: tl.constexpr, IGNORE_ZERO: tl.constexpr, WRITE_DELTA: tl.constexpr,
-                       BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
-    """Row pid of z (B, N): loss[pid] and, if WRITE_DELTA, the delta row into d (d may be z).
-    Targets: CSR off (B+1,) int64, idx (nnz,) columns, val (nnz,) or none; wt (B,) or none;
-    zt (nnz,) fp32 scratch. Row offsets are int64 (B·N may pass 2^31)."""
+                       HAS_SCALE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
+    """Row pid of z (B, N): loss[pid] and, if WRITE_DELTA, the delta row into d (d may be z),
+    times gs[0] (HAS_SCALE: the gradient the caller seeds backward with, folded in).
+    Targets: CSR off (B+1,) int64 (a padded batch's slots past off[B] are never read), idx
+    (nnz,) columns, val (nnz,) or none; wt (B,) or none; zt (nnz,) fp32 scratch. Row offsets
+    are int64 (B·N may pass 2^31)."""
     row = tl.program_id(0).to(tl.int64)
     z_row = z_ptr + row * z_stride
     d_row = d_ptr + row * d_stride
@@ -131,6 +133,9 @@ def output_loss_kernel(z_ptr, d_ptr, loss_ptr, zt_ptr, off_ptr, idx_ptr, val_ptr
     w = 1.0
     if HAS_WEIGHTS:
         w = tl.load(wt_ptr + row).to(tl.float32)
+    gs = 1.0
+    if HAS_SCALE:
+        gs = tl.load(gs_ptr).to(tl.float32)
     SPREAD: tl.constexpr = ACT == SOFTMAX and ERR == CE
 
     # phase 1: the targets' pre-activations, before phase 2 overwrites them; SoftMax's Σc
@@ -166,7 +171,7 @@ def output_loss_kernel(z_ptr, d_ptr, loss_ptr, zt_ptr, off_ptr, idx_ptr, val_ptr
                 cols = n0 + tl.arange(0, BLOCK_N)
                 ok = cols < N
                 z = tl.load(z_row + cols, mask=ok, other=0.0).to(tl.float32)
-                tl.store(d_row + cols, (tl.exp(z - m) * scale).to(d_ptr.dtype.element_ty), mask=ok)
+                tl.store(d_row + cols, (tl.exp(z - m) * scale * gs).to(d_ptr.dtype.element_ty), mask=ok)
     else:
         acc = tl.zeros((BLOCK_N,), tl.float32)
         for n0 in range(0, N, BLOCK_N):
@@ -181,7 +186,7 @@ def output_loss_kernel(z_ptr, d_ptr, loss_ptr, zt_ptr, off_ptr, idx_ptr, val_ptr
                                   one_target, zero_target, one_scale, zero_scale, boost_one, boost_zero)
                 acc += tl.where(ok, l0, 0.0)
                 if WRITE_DELTA:
-                    tl.store(d_row + cols, (w * d0).to(d_ptr.dtype.element_ty), mask=ok)
+                    tl.store(d_row + cols, (w * d0 * gs).to(d_ptr.dtype.element_ty), mask=ok)
         loss0 = tl.sum(acc, axis=0)
     tl.debug_barrier()
 
@@ -207,7 +212,7 @@ def output_loss_kernel(z_ptr, d_ptr, loss_ptr, zt_ptr, off_ptr, idx_ptr, val_ptr
                                   one_target, zero_target, one_scale, zero_scale, boost_one, boost_zero)
                 corr += tl.where(ok, lt - l0, 0.0)
         if WRITE_DELTA:
-            tl.store(d_row + col, (w * dt).to(d_ptr.dtype.element_ty), mask=ok)
+            tl.store(d_row + col, (w * dt * gs).to(d_ptr.dtype.element_ty), mask=ok)
     tl.store(loss_ptr + row, w * (loss0 + tl.sum(corr, axis=0)))
 
 
@@ -222,9 +227,11 @@ def supports(spec: LossSpec, z: torch.Tensor) -> bool:
 
 
 def output_loss_forward(z: torch.Tensor, target: SparseBatch, spec: LossSpec, *, write_delta: bool = True,
-                        inplace: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                        inplace: bool = False, grad_scale: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Launch the kernel: (loss (B,) fp32, delta (B, N) in z's dtype or None). With inplace the
-    delta is z itself (z must then have unit column stride, else a copy is made)."""
+    delta is z itself (z must then have unit column stride, else a copy is made). grad_scale:
+    a 0-d float tensor on z's device; the delta is multiplied by it (read by the kernel)."""
     if not supports(spec, z):
         raise ValueError(f"the fused output loss does not support {spec.activation.kind.json} with "
                          f"{spec.error_function.json} on {z.dim()}-d {z.dtype} outputs")
@@ -242,25 +249,33 @@ def output_loss_forward(z: torch.Tensor, target: SparseBatch, spec: LossSpec, *,
     output_loss_kernel[(batch,)](
         z, z if delta is None else delta, loss, scratch, target.offsets, target.indices,
         dummy if target.values is None else target.values, dummy if target.weights is None else target.weights,
-        width, z.stride(0), 0 if delta is None else delta.stride(0),
+        loss if grad_scale is None else grad_scale, width, z.stride(0), 0 if delta is None else delta.stride(0),
         float(spec.one_target), float(spec.zero_target), float(spec.one_scale), float(spec.zero_scale),
         float(spec.boost_one), float(spec.boost_zero),
         ACT=_ACT[spec.activation.kind], ERR=_ERR[spec.error_function], HAS_VALUES=target.values is not None,
         HAS_WEIGHTS=target.weights is not None, IGNORE_ZERO=bool(target.ignore_zero), WRITE_DELTA=write_delta,
-        BLOCK_N=min(BLOCK_N, max(16, triton.next_power_of_2(width))), BLOCK_T=BLOCK_T, num_warps=8)
+        HAS_SCALE=grad_scale is not None, BLOCK_N=min(BLOCK_N, max(16, triton.next_power_of_2(width))), BLOCK_T=BLOCK_T, num_warps=8)
     return loss, delta
+
+
+def _is_seed(grad: torch.Tensor, seed: torch.Tensor) -> bool:
+    """Whether grad is the 0-d seed broadcast unchanged (a view of its memory with zero strides,
+    as the backward of sums and stacks passes it on): its values are then the seed's."""
+    return (grad.dtype == seed.dtype and grad.device == seed.device and grad.data_ptr() == seed.data_ptr()
+            and all(st == 0 or n == 1 for st, n in zip(grad.stride(), grad.shape)))
 
 
 class _OutputLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z, target: SparseBatch, spec: LossSpec, inplace: bool):
+    def forward(ctx, z, target: SparseBatch, spec: LossSpec, inplace: bool, grad_scale):
         write = ctx.needs_input_grad[0]
         inplace = inplace and write and z.stride(1) == 1
-        loss, delta = output_loss_forward(z.detach(), target, spec, write_delta=write, inplace=inplace)
+        loss, delta = output_loss_forward(z.detach(), target, spec, write_delta=write, inplace=inplace,
+                                          grad_scale=grad_scale)
         if inplace:
             torch.autograd.graph.increment_version(z)  # z now holds the delta: flag any saved use of it
-        ctx.delta, ctx.inplace = delta, inplace
-        return loss.to(z.dtype)
+        ctx.delta, ctx.inplace, ctx.grad_scale = delta, inplace, grad_scale
+        return loss if grad_scale is not None else loss.to(z.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -269,21 +284,33 @@ class _OutputLoss(torch.autograd.Function):
         if delta is None:
             raise RuntimeError("output_loss: backward ran twice through a delta that was scaled in place; "
                                "call output_loss(..., inplace=False) to backpropagate more than once")
-        scale = grad_loss.to(delta.dtype)[:, None]
-        if ctx.inplace:  # the delta lives in z's memory, which nothing else reads: scale it there
+        if ctx.inplace:
             ctx.delta = None
-            return delta.mul_(scale), None, None, None
-        return delta * scale, None, None, None
+        folded = ctx.grad_scale
+        if folded is not None and _is_seed(grad_loss, folded):
+            return delta, None, None, None, None  # the kernel wrote folded · delta: the final gradient
+        scale = grad_loss if folded is None else grad_loss / folded
+        scale = scale.to(delta.dtype)[:, None]
+        if ctx.inplace:  # the delta lives in z's memory, which nothing else reads: scale it there
+            return delta.mul_(scale), None, None, None, None
+        return delta * scale, None, None, None, None
 
 
-def output_loss(z: torch.Tensor, target: SparseBatch, spec: LossSpec, *, inplace: bool = False) -> torch.Tensor:
+def output_loss(z: torch.Tensor, target: SparseBatch, spec: LossSpec, *, inplace: bool = False,
+                grad_scale: torch.Tensor | None = None) -> torch.Tensor:
     """Per-example loss (B,) of an output layer with pre-activations z against sparse targets,
     differentiable in z: backward returns grad_loss[:, None] · delta.
 
     z: (B, N) fp32/bf16/fp16 (computed in fp32), bias already added. target: SparseBatch of B
-    examples over N features, distinct features per example. inplace: the delta overwrites z
-    (z then holds ∂loss/∂z · weights; after backward, the gradient), and one backward is
-    allowed. Moves one read of z and one write of the delta (SoftMax: two reads), 3 × nnz
-    scattered elements and B losses; ≈ 15 FLOPs and 2 transcendentals an element.
+    examples over N features, distinct features per example (padded or not). inplace: the delta
+    overwrites z (z then holds ∂loss/∂z · weights; after backward, the gradient), and one
+    backward is allowed. grad_scale: the 0-d float32 tensor s the caller seeds backward with
+    (``ops.functional.output_loss``): the kernel writes s · delta and backward passes it on as
+    is when the incoming gradient is s itself; the loss is then float32. Moves one read of z
+    and one write of the delta (SoftMax: two reads), 3 × nnz scattered elements and B losses;
+    ≈ 15 FLOPs and 2 transcendentals an element.
     """
-    return _OutputLoss.apply(z, target, spec, inplace)
+    if grad_scale is not None and (grad_scale.numel() != 1 or grad_scale.device != z.device):
+        raise ValueError(f"grad_scale must be one value on {z.device}; got {tuple(grad_scale.shape)} on "
+                         f"{grad_scale.device}")
+    return _OutputLoss.apply(z, target, spec, inplace, grad_scale)

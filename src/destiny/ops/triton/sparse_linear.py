@@ -22,17 +22,22 @@ from destiny.ops.sparse import SparseBatch
 
 
 @triton.jit
-def gather_sum_kernel(out_ptr, src_ptr, seg_ptr, ids_ptr, val_ptr, bias_ptr,
+def gather_sum_kernel(out_ptr, src_ptr, seg_ptr, ids_ptr, val_ptr, bias_ptr, perm_ptr, count_ptr,
                       H, src_stride, out_stride,
-                      HAS_VALUES: tl.constexpr, HAS_BIAS: tl.constexpr,
-                      BLOCK_K: tl.constexpr, BLOCK_H: tl.constexpr):
-    """out[s, cols] = Σ_{k ∈ segment s} val[k] · src[ids[k], cols] (+ bias[cols]).
+                      HAS_VALUES: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_PERM: tl.constexpr,
+                      HAS_COUNT: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_H: tl.constexpr):
+    """out[s, cols] = Σ_{k ∈ segment s} val[j] · src[ids[j], cols] (+ bias[cols]), j = perm[k]
+    (HAS_PERM) or k.
 
     Grid (segments, cdiv(H, BLOCK_H)). seg: (segments + 1,) int64 CSR offsets; ids: (nnz,)
-    int32/int64 rows of src; val: (nnz,) float or unused. Row offsets are int64: ids · stride
-    passes 2^31 for a 10M-row src.
+    int32/int64 rows of src; val: (nnz,) float or unused. HAS_COUNT: only the first count[0]
+    segments are valid (a device value), the programs of the others exit at once. Row offsets
+    are int64: ids · stride passes 2^31 for a 10M-row src.
     """
     s = tl.program_id(0).to(tl.int64)
+    if HAS_COUNT:
+        if s >= tl.load(count_ptr):
+            return
     cols = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
     col_ok = cols < H
     start = tl.load(seg_ptr + s)
@@ -41,11 +46,15 @@ def gather_sum_kernel(out_ptr, src_ptr, seg_ptr, ids_ptr, val_ptr, bias_ptr,
     for k0 in range(start, end, BLOCK_K):
         k = k0 + tl.arange(0, BLOCK_K)
         k_ok = k < end
-        ids = tl.load(ids_ptr + k, mask=k_ok, other=0).to(tl.int64)
+        if HAS_PERM:
+            j = tl.load(perm_ptr + k, mask=k_ok, other=0).to(tl.int64)
+        else:
+            j = k
+        ids = tl.load(ids_ptr + j, mask=k_ok, other=0).to(tl.int64)
         tile = tl.load(src_ptr + ids[:, None] * src_stride + cols[None, :],
                        mask=k_ok[:, None] & col_ok[None, :], other=0.0).to(tl.float32)
         if HAS_VALUES:
-            v = tl.load(val_ptr + k, mask=k_ok, other=0.0).to(tl.float32)
+            v = tl.load(val_ptr + j, mask=k_ok, other=0.0).to(tl.float32)
             tile = tile * v[:, None]
         acc += tile
     total = tl.sum(acc, axis=0)
@@ -61,8 +70,11 @@ def block_h(width: int) -> int:
 
 
 def gather_sum(out: torch.Tensor, src: torch.Tensor, seg: torch.Tensor, ids: torch.Tensor,
-               values: torch.Tensor | None, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Launch ``gather_sum_kernel`` into out (segments, H); src (rows, H) with unit column stride."""
+               values: torch.Tensor | None, bias: torch.Tensor | None = None, *,
+               perm: torch.Tensor | None = None, count: torch.Tensor | None = None) -> torch.Tensor:
+    """Launch ``gather_sum_kernel`` into out (segments, H); src (rows, H) with unit column stride.
+    perm: nonzero k of a segment reads ids/values at perm[k]. count: a device int64 scalar, the
+    number of valid segments (the rows of out past it are left unwritten)."""
     segments, width = out.shape
     if segments == 0 or width == 0:
         return out
@@ -73,9 +85,10 @@ def gather_sum(out: torch.Tensor, src: torch.Tensor, seg: torch.Tensor, ids: tor
     bh = block_h(width)
     grid = (segments, triton.cdiv(width, bh))
     gather_sum_kernel[grid](out, src, seg, ids, ids if values is None else values, out if bias is None else bias,
+                            seg if perm is None else perm, seg if count is None else count,
                             width, src.stride(0), out.stride(0),
-                            HAS_VALUES=values is not None, HAS_BIAS=bias is not None,
-                            BLOCK_K=16, BLOCK_H=bh, num_warps=4)
+                            HAS_VALUES=values is not None, HAS_BIAS=bias is not None, HAS_PERM=perm is not None,
+                            HAS_COUNT=count is not None, BLOCK_K=16, BLOCK_H=bh, num_warps=4)
     return out
 
 

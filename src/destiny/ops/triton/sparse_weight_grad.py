@@ -1,46 +1,113 @@
-"""The sparse input layer's weight gradient, only for the features present in the batch.
+"""The sparse input layer's weight gradient, only for the features present in the batch, with
+static shapes and no host sync (CUDA-graph capturable).
 
 rows[u, :] = Σ over the nonzeros k of feature u, in example order, of v_k · grad_out[row_k, :].
-torch builds the transposed batch (a stable sort of the feature ids keeps example order within
-a feature; unique_consecutive and cumsum give the per-feature segments), then the segmented
-gather-sum kernel of ``sparse_linear.py`` runs with features as segments and grad_out's rows as
-the gathered rows: no atomics, every sum in a fixed order. Spec:
-``reference.sparse_weight_grad_ref``.
+
+1. torch: a stable sort of the (padded) feature ids keeps example order within a feature and
+   puts the padding sentinel (n_features) last; a segment starts where the id changes; an
+   inclusive cumsum of the start flags numbers the segments.
+2. ``segment_starts_kernel``: one lane a sorted position; the lanes at a segment start of a
+   real feature write the segment's start offset and its feature id; the lane at the last real
+   position writes the count of real features (a device scalar) and the end offset.
+3. The segmented gather-sum kernel of ``sparse_linear.py`` with features as segments (programs
+   past the count exit at once), reading the nonzeros through the sort permutation.
+
+No atomics, every sum in a fixed order. The same machinery merges two row-sparse gradients
+(``merge``). Spec: ``reference.segment_rows_ref`` / ``reference.sparse_weight_grad_ref``.
 """
 
 from __future__ import annotations
 
 import torch
+import triton
+import triton.language as tl
 
-from destiny.ops.sparse import SparseBatch
+from destiny.backend import TRITON_INTERPRET
+from destiny.ops.sparse import RowSparseGrad, SparseBatch
 from destiny.ops.triton.sparse_linear import gather_sum
 
-
-def transpose_batch(batch: SparseBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The batch as CSR over features: (features (U,) int64 sorted unique, offsets (U+1,) int64,
-    examples (nnz,) int64 — each nonzero's row, in example order within a feature —, values
-    (nnz,) in that order or None). One host sync (U, the number of distinct features)."""
-    order = torch.argsort(batch.indices, stable=True)  # (nnz,) int64
-    features, counts = torch.unique_consecutive(batch.indices[order], return_counts=True)  # host sync: U
-    offsets = torch.zeros(features.numel() + 1, dtype=torch.int64, device=batch.device)
-    torch.cumsum(counts, 0, out=offsets[1:])
-    examples = batch.rows()[order]
-    values = None if batch.values is None else batch.values[order]
-    return features.to(torch.int64), offsets, examples, values
+BLOCK = 4096 if TRITON_INTERPRET else 1024  # sorted positions a program
 
 
-def sparse_weight_grad(batch: SparseBatch, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The gradient of x @ W with respect to W, as (features (U,) int64, rows (U, H)).
+@triton.jit
+def segment_starts_kernel(keys_ptr, seg_ptr, starts_ptr, features_ptr, count_ptr, n, sentinel,
+                          BLOCK: tl.constexpr):
+    """keys (n,) sorted ascending (real keys < sentinel ≤ padding keys); seg (n,) int64 the
+    inclusive cumsum of the segment-start flags. Writes starts[u] (segment u's first position,
+    starts[count] = the real positions' end), features[u] and count[0]."""
+    p = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    ok = p < n
+    key = tl.load(keys_ptr + p, mask=ok, other=sentinel).to(tl.int64)
+    prev = tl.load(keys_ptr + p - 1, mask=ok & (p > 0), other=-1).to(tl.int64)
+    after = tl.load(keys_ptr + p + 1, mask=p + 1 < n, other=sentinel).to(tl.int64)
+    seg = tl.load(seg_ptr + p, mask=ok, other=1) - 1  # 0-based segment number
+    real = ok & (key < sentinel)
+    first = real & (key != prev)
+    tl.store(starts_ptr + seg, p, mask=first)
+    tl.store(features_ptr + seg, key, mask=first)
+    last = real & (after >= sentinel)  # the last real position: at most one lane in the launch
+    tl.store(count_ptr + p * 0, seg + 1, mask=last)
+    tl.store(starts_ptr + seg + 1, p + 1, mask=last)
+    none = ok & (p == 0) & (key >= sentinel)  # no real key at all
+    tl.store(count_ptr + p * 0, p * 0, mask=none)
+    tl.store(starts_ptr + p * 0, p * 0, mask=none)
+
+
+def segment_rows(keys: torch.Tensor, n_rows: int, src: torch.Tensor, src_rows: torch.Tensor | None = None,
+                 values: torch.Tensor | None = None) -> RowSparseGrad:
+    """Σ per distinct key of the rows src[src_rows[k]] · values[k] over the positions k holding
+    that key, in position order; keys ≥ n_rows (padding) are skipped.
+
+    keys: (n,) int32/int64. src: (S, H) float, unit column stride. src_rows: (n,) int64 or None
+    (position k reads src[k]). values: (n,) float or None (1). Returns a RowSparseGrad of
+    capacity min(n, n_rows) in src's dtype (accumulated in fp32). No host sync.
+    """
+    n, width = keys.numel(), src.shape[1]
+    cap = min(n, n_rows)
+    device = src.device
+    features = torch.empty(cap, dtype=torch.int64, device=device)
+    rows = torch.empty(cap, width, dtype=src.dtype, device=device)
+    count = torch.zeros((), dtype=torch.int64, device=device)
+    if n == 0:
+        return RowSparseGrad(features, rows, count)
+    if n_rows < 2**31 - 1 and keys.dtype != torch.int32:
+        keys = keys.to(torch.int32)  # a 32-bit radix sort: half the passes
+    sorted_keys, order = torch.sort(keys, stable=True)  # (n,), (n,) int64
+    flags = torch.empty(n, dtype=torch.bool, device=device)
+    flags[:1] = True
+    torch.ne(sorted_keys[1:], sorted_keys[:-1], out=flags[1:])
+    seg = torch.cumsum(flags, 0)  # (n,) int64 inclusive
+    starts = torch.empty(cap + 1, dtype=torch.int64, device=device)
+    segment_starts_kernel[(triton.cdiv(n, BLOCK),)](sorted_keys, seg, starts, features, count, n, n_rows,
+                                                     BLOCK=BLOCK, num_warps=4)
+    if src_rows is None and values is None:
+        ids, perm = order, None  # sorted position k reads src[order[k]]
+    else:
+        ids = torch.arange(n, device=device) if src_rows is None else src_rows
+        perm = order  # sorted position k reads src[ids[order[k]]] · values[order[k]]
+    gather_sum(rows, src.contiguous(), starts, ids, values, perm=perm, count=count)
+    return RowSparseGrad(features, rows, count)
+
+
+def sparse_weight_grad(batch: SparseBatch, grad_out: torch.Tensor, n_rows: int | None = None) -> RowSparseGrad:
+    """The gradient of x @ W with respect to W (n_rows = batch.n_features rows) as a
+    RowSparseGrad: the batch's distinct features, sorted, and their rows.
 
     grad_out: (B, H) float. rows are in grad_out's dtype, accumulated in fp32, each summed in
     example order (the same features as the reference; rows equal to fp32 rounding, bitwise
-    equal run to run).
+    equal run to run). A padded batch's sentinel slots are skipped.
 
-    Moves: a sort of nnz int64 keys; nnz·H elements of grad_out gathered (B·H from L2 after the
+    Moves: a sort of nnz int32 keys; nnz·H elements of grad_out gathered (B·H from L2 after the
     first touch) + U·H written; 2·nnz·H FLOPs.
     """
-    features, offsets, examples, values = transpose_batch(batch)
-    grad_out = grad_out.contiguous()
-    rows = torch.empty(features.numel(), grad_out.shape[1], dtype=grad_out.dtype, device=grad_out.device)
-    gather_sum(rows, grad_out, offsets, examples, values)
-    return features, rows
+    n_rows = batch.n_features if n_rows is None else n_rows
+    return segment_rows(batch.indices, n_rows, grad_out, batch.rows(), batch.values)
+
+
+def merge(a: RowSparseGrad, b: RowSparseGrad, n_rows: int) -> RowSparseGrad:
+    """a + b: the union of their features, the rows of a feature in both summed (a's first)."""
+    def keys(g: RowSparseGrad) -> torch.Tensor:
+        valid = torch.arange(g.capacity, device=g.features.device) < g.count
+        return torch.where(valid, g.features, n_rows)
+
+    return segment_rows(torch.cat([keys(a), keys(b)]), n_rows, torch.cat([a.rows, b.rows.to(a.rows.dtype)]))
