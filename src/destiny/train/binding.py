@@ -1,5 +1,10 @@
 """Datasets bound to a network's Input and Output layers (matched by DataSet name, as DSSTNE
-does) and held on the training device, ready to gather batches of examples."""
+does) and held on the training device, ready to gather batches of examples.
+
+A dataset that feeds several layers (an autoencoder's input and targets) is held once and
+gathered once a batch. ``batch(examples, capacity)`` gathers padded sparse batches of static
+size (``SparseRows.take``) for a CUDA-graph-capturable step; ``max_batch_nnz`` plans those
+capacities on the host from an epoch's example order."""
 
 from __future__ import annotations
 
@@ -44,13 +49,16 @@ class Binding:
         self.targets: dict[str, SparseRows | DenseRows] = {}
         layers = list(network.input_layers()) + (list(network.output_layers()) if with_targets else [])
         counts = {}
+        held: dict[int, SparseRows | DenseRows] = {}  # id(dataset) → its rows on the device
         for layer in layers:
             if layer.dataset not in datasets:
                 raise DataError(f"{what}: layer '{layer.name}' reads dataset '{layer.dataset}', which is not "
                                 f"among the datasets given ({', '.join(sorted(datasets)) or 'none'}); "
                                 "the DataSet names of the JSON must match the names in the NetCDF files")
             dataset = datasets[layer.dataset]
-            rows = _rows(dataset, device, network.dtype)
+            rows = held.get(id(dataset))
+            if rows is None:
+                rows = held[id(dataset)] = _rows(dataset, device, network.dtype)
             if rows.n_features != network.units[layer.name]:
                 raise DataError(f"{what}: dataset '{layer.dataset}' has {rows.n_features} features but layer "
                                 f"'{layer.name}' has {network.units[layer.name]} units; use \"N\": \"auto\" "
@@ -63,9 +71,40 @@ class Binding:
                             "output datasets must have one row per example, in the same order")
         self.n_examples = next(iter(counts.values()))
 
-    def batch(self, examples: torch.Tensor) -> tuple[dict, dict]:
-        inputs = {name: rows.take(examples) for name, rows in self.inputs.items()}
-        targets = {name: rows.take(examples) for name, rows in self.targets.items()}
+    def sparse(self) -> dict[str, SparseRows]:
+        """The sparse datasets by layer name (inputs and targets)."""
+        return {name: rows for name, rows in {**self.inputs, **self.targets}.items() if isinstance(rows, SparseRows)}
+
+    def max_batch_nnz(self, order: np.ndarray, batch_size: int) -> dict[str, int]:
+        """By sparse layer: the most nonzeros of any batch of ``order`` cut into batch_size
+        slices (host arithmetic over the row lengths, no device work)."""
+        order = np.asarray(order, dtype=np.int64)
+        starts = np.arange(0, order.size, batch_size)
+        out = {}
+        for name, rows in self.sparse().items():
+            if order.size == 0:
+                out[name] = 0
+                continue
+            out[name] = int(np.add.reduceat(rows.host_lengths[order], starts).max())
+        return out
+
+    def batch(self, examples: torch.Tensor, capacity: Mapping[str, int] | None = None) -> tuple[dict, dict]:
+        """(inputs, targets) by layer name for the examples (an int64 tensor). capacity: by
+        sparse layer, the static slot count of its padded batch (no host sync); None: exact
+        batches (one host sync each)."""
+        taken: dict[int, object] = {}
+
+        def take(name, rows):
+            key = id(rows)
+            if key not in taken:
+                if isinstance(rows, SparseRows) and capacity is not None:
+                    taken[key] = rows.take(examples, capacity[name])
+                else:
+                    taken[key] = rows.take(examples)
+            return taken[key]
+
+        inputs = {name: take(name, rows) for name, rows in self.inputs.items()}
+        targets = {name: take(name, rows) for name, rows in self.targets.items()}
         return inputs, targets
 
 

@@ -43,8 +43,10 @@ def matmul_precision(mode: Precision) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
-def autocast(mode: Precision, device: torch.device):
-    """The forward pass's autocast for ``mode`` (bf16), else nothing. Backward runs outside it."""
+def autocast(mode: Precision, device: torch.device, cache: bool = True):
+    """The forward pass's autocast for ``mode`` (bf16), else nothing. Backward runs outside it.
+    cache=False: no cache of the weights' casts (each weight is cast where it is used, once a
+    forward pass anyway), as a CUDA graph capture requires."""
     if mode == Precision.BF16:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()

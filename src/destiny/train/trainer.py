@@ -5,6 +5,9 @@ Per minibatch (reference/dsstne.md §2.3): forward with dropout/denoising, loss 
 batch, gradient of its mean, one optimizer step, WeightNorm. Shuffling, dropout and denoising
 draw from streams keyed by (seed, epoch, step, layer), so the run is reproducible and a run
 resumed at an epoch boundary continues exactly as the uninterrupted one.
+
+On CUDA the step has static shapes and no host sync, and is captured once in a CUDA graph and
+replayed (``destiny.train.step``); the host only copies each step's example ids and seeds.
 """
 
 from __future__ import annotations
@@ -14,13 +17,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Mapping
 
+import numpy as np
 import torch
 
-from destiny.nn.network import Network, Noise
+from destiny.backend import say_once
+from destiny.nn.network import Network
+from destiny.ops.functional import use_kernels
 from destiny.ops.random import stream_seed
 from destiny.train.binding import Binding
 from destiny.train.optimizers import DsstneOptimizer, Hyperparameters, Optimizer
 from destiny.train.precision import Precision, autocast, matmul_precision
+from destiny.train.step import StepRunner
 
 
 @dataclass
@@ -50,13 +57,17 @@ class Trainer:
     network's Decay is used when hyper.decay is not set). seed: shuffling and noise streams
     (default: the network's seed). shuffle: None follows the config's ShuffleIndices.
     precision: fp32, tf32 or bf16 matrix products (``destiny.train.precision``).
+    static_shapes: padded sparse batches, device seeds and scalars, no host sync in the step
+    (None: where the fused kernels run, i.e. CUDA). cuda_graphs: capture the step in a CUDA
+    graph and replay it (None: on CUDA; see ``destiny.train.step`` for when it falls back).
     """
 
     def __init__(self, network: Network, optimizer: Optimizer | str = Optimizer.SGD,
                  hyper: Hyperparameters | None = None, *, batch_size: int = 1024, seed: int | None = None,
                  shuffle: bool | None = None, device: torch.device | str | None = None,
                  callbacks: list[Callback] | None = None, progress: bool = True,
-                 precision: Precision | str = Precision.FP32):
+                 precision: Precision | str = Precision.FP32, static_shapes: bool | None = None,
+                 cuda_graphs: bool | None = None):
         from destiny.backend import resolve_device
         from destiny.train.determinism import make_deterministic
 
@@ -81,6 +92,12 @@ class Trainer:
         self.precision = Precision.parse(precision)
         self.epoch = 0  # epochs completed
         self.history: list[EpochResult] = []
+        self.static_shapes = use_kernels(self.device) if static_shapes is None else bool(static_shapes)
+        if cuda_graphs and self.device.type != "cuda":
+            say_once("cuda-graphs-device", f"CUDA graphs asked for on {self.device}: steps run eagerly")
+        self.cuda_graphs = self.device.type == "cuda" and (cuda_graphs is None or bool(cuda_graphs))
+        self._runner: tuple[Binding, StepRunner] | None = None
+        self._examples_stepped = 0
 
     # -- public -------------------------------------------------------------------------------
 
@@ -124,33 +141,55 @@ class Trainer:
     def _epoch(self, binding: Binding, check: Binding | None) -> EpochResult:
         epoch = self.epoch + 1
         n = binding.n_examples
-        order = self.order(n, epoch).to(self.device)
+        order = self.order(n, epoch).numpy()
+        runner = self.runner(binding)
+        runner.reserve(order, self.batch_size)
         lr = self.optimizer.learning_rate()
-        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        total = runner.loss_sum
+        total.zero_()
         started = time.perf_counter()
         with _Progress(self.progress, n, f"Epoch {epoch}") as bar:
             for step, start in enumerate(range(0, n, self.batch_size)):
                 examples = order[start:start + self.batch_size]
-                loss = self.step(binding, examples, epoch, step)
-                total += loss.double()
-                bar.advance(examples.numel(), total, start + examples.numel())
+                runner.run(examples, epoch, step)
+                bar.advance(examples.size, total, start + examples.size)
         seconds = time.perf_counter() - started
         self.epoch = epoch
         validation = self.evaluate(check) if check is not None else None
         return EpochResult(epoch, float(total) / n, self.regularization_error(), validation, lr, seconds,
                            n / max(seconds, 1e-9))
 
+    def runner(self, binding: Binding) -> StepRunner:
+        """The step runner (static buffers, CUDA graph) of a binding; the last one is kept."""
+        if self._runner is None or self._runner[0] is not binding:
+            self._runner = (binding, StepRunner(self, binding))
+        return self._runner[1]
+
     def step(self, binding: Binding, examples: torch.Tensor, epoch: int, step: int) -> torch.Tensor:
-        """One minibatch: forward, loss, backward, update; returns the batch's summed loss."""
-        inputs, targets = binding.batch(examples)
-        with matmul_precision(self.precision):
-            with autocast(self.precision, self.device):
-                loss, _ = self.network.loss(inputs, targets, Noise(self.seed, epoch, step))
-            (loss / examples.numel()).backward()
-        self.optimizer.step()
-        self.network.apply_weight_norms()
-        self.optimizer.zero_grad()
-        return loss.detach().float()
+        """One minibatch: forward, loss, backward, update; returns the batch's summed loss
+        (a device value). examples: example numbers (a device tensor is copied to the host
+        first: a sync)."""
+        runner = self.runner(binding)
+        runner.run(torch.as_tensor(examples).cpu().numpy(), epoch, step)
+        return runner.last_loss.clone()
+
+    def step_examples(self, binding: Binding, examples, *, epoch: int = 1, step: int | None = None) -> None:
+        """One minibatch on host example numbers (numpy, list or CPU tensor) through the
+        fastest path — a CUDA graph replay where possible — without reading anything back;
+        the loss accumulates on the device (``runner(binding).loss_sum``). step None: one more
+        than the last call's. For benchmarks and custom loops; ``graph_status`` says what ran."""
+        if step is None:
+            step = self._examples_stepped
+        self._examples_stepped = step + 1
+        self.runner(binding).run(np.asarray(examples, dtype=np.int64), epoch, step)
+
+    def graph_status(self) -> dict:
+        """How the last binding's steps ran: replays, eager steps, captures, and why graphs
+        are off (None if they are on)."""
+        if self._runner is None:
+            return {"replays": 0, "eager": 0, "captures": 0, "why_not": None}
+        runner = self._runner[1]
+        return {**runner.stats, "why_not": runner.why_not}
 
     @torch.no_grad()
     def regularization_error(self) -> float:
