@@ -37,16 +37,16 @@ SCRIPT = textwrap.dedent('''
         assert triton.compile(src, target=TARGET, options={"num_warps": num_warps}).asm["cubin"]
 
     f32 = dict.fromkeys
-    gather = {"seg_ptr": "*i64", "perm_ptr": "*i64", "count_ptr": "*i64", "H": "i32", "out_stride": "i32"}
+    gather = {"seg_ptr": "*i64", "count_ptr": "*i64", "H": "i32", "out_stride": "i32"}
     build(sl.gather_sum_kernel, {**f32(["out_ptr", "src_ptr", "val_ptr", "bias_ptr"], "*fp32"), **gather,
                                  "ids_ptr": "*i64", "src_stride": "i32"},
-          dict(HAS_VALUES=True, HAS_BIAS=True, HAS_PERM=False, HAS_COUNT=False, BLOCK_K=16, BLOCK_H=256))
+          dict(HAS_VALUES=True, HAS_BIAS=True, HAS_COUNT=False, BLOCK_K=32, BLOCK_H=128))
     build(sl.gather_sum_kernel, {**f32(["out_ptr", "src_ptr", "val_ptr", "bias_ptr"], "*bf16"), **gather,
                                  "ids_ptr": "*i32", "src_stride": "i64"},
-          dict(HAS_VALUES=False, HAS_BIAS=False, HAS_PERM=False, HAS_COUNT=False, BLOCK_K=16, BLOCK_H=64))
+          dict(HAS_VALUES=False, HAS_BIAS=False, HAS_COUNT=False, BLOCK_K=16, BLOCK_H=64))
     build(sl.gather_sum_kernel, {**f32(["out_ptr", "src_ptr", "val_ptr", "bias_ptr"], "*fp32"), **gather,
                                  "ids_ptr": "*i64", "src_stride": "i32"},
-          dict(HAS_VALUES=True, HAS_BIAS=False, HAS_PERM=True, HAS_COUNT=True, BLOCK_K=16, BLOCK_H=256))
+          dict(HAS_VALUES=True, HAS_BIAS=False, HAS_COUNT=True, BLOCK_K=4, BLOCK_H=512), num_warps=2)
     build(wg.segment_starts_kernel, {"keys_ptr": "*i32", **f32(["seg_ptr", "starts_ptr", "features_ptr",
                                                                "count_ptr"], "*i64"), "n": "i32", "sentinel": "i32"},
           dict(BLOCK=1024))

@@ -75,7 +75,7 @@ def test_irregular_shape(device, act, fn):
 
 @pytest.mark.parametrize("act,fn", [COMBOS[1], COMBOS[7]], ids=[IDS[1], IDS[7]])
 def test_rows_wider_than_one_column_block(device, act, fn):
-    """4500 columns: three column blocks of 2048, the last one partial."""
+    """4500 columns: two column blocks of 4096, the last one partial."""
     t = targets(device, 3, 4500, 70, values=False, seed=5)
     check_op(F.output_loss, (logits(device, 3, 4500, seed=3), t, spec_of(act, fn)),
              dtype=torch.float32, diff=(0,), name="3 × 4500")

@@ -60,7 +60,8 @@ def test_step_and_step_examples_take_host_examples(device):
     net = autoencoder(40, seed=3)
     data = clustered_dataset(64, 40, seed=2)
     with F.kernels(True):
-        trainer = Trainer(net, "sgd", batch_size=16, progress=False, device=device, static_shapes=True)
+        trainer = Trainer(net, "sgd", batch_size=16, progress=False, device=device, static_shapes=True,
+                          cuda_graphs=False)
         binding = Binding(net, {"in": data, "out": data}, device=torch.device(device))
         loss = trainer.step(binding, torch.arange(16), 1, 0)
         trainer.step_examples(binding, np.arange(16, 32))

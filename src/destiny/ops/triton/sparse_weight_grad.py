@@ -3,14 +3,14 @@ static shapes and no host sync (CUDA-graph capturable).
 
 rows[u, :] = Σ over the nonzeros k of feature u, in example order, of v_k · grad_out[row_k, :].
 
-1. torch: a stable sort of the (padded) feature ids keeps example order within a feature and
+1. torch: a stable sort of the (padded) feature ids (as int16/int32 where they fit) keeps example order within a feature and
    puts the padding sentinel (n_features) last; a segment starts where the id changes; an
    inclusive cumsum of the start flags numbers the segments.
 2. ``segment_starts_kernel``: one lane a sorted position; the lanes at a segment start of a
    real feature write the segment's start offset and its feature id; the lane at the last real
    position writes the count of real features (a device scalar) and the end offset.
 3. The segmented gather-sum kernel of ``sparse_linear.py`` with features as segments (programs
-   past the count exit at once), reading the nonzeros through the sort permutation.
+   past the count exit at once), over the nonzeros' rows and values in sorted order.
 
 No atomics, every sum in a fixed order. The same machinery merges two row-sparse gradients
 (``merge``). Spec: ``reference.segment_rows_ref`` / ``reference.sparse_weight_grad_ref``.
@@ -24,7 +24,7 @@ import triton.language as tl
 
 from destiny.backend import TRITON_INTERPRET
 from destiny.ops.sparse import RowSparseGrad, SparseBatch
-from destiny.ops.triton.sparse_linear import gather_sum
+from destiny.ops.triton.sparse_linear import SEGMENT_BLOCKS, gather_sum
 
 BLOCK = 4096 if TRITON_INTERPRET else 1024  # sorted positions a program
 
@@ -70,8 +70,10 @@ def segment_rows(keys: torch.Tensor, n_rows: int, src: torch.Tensor, src_rows: t
     count = torch.zeros((), dtype=torch.int64, device=device)
     if n == 0:
         return RowSparseGrad(features, rows, count)
-    if n_rows < 2**31 - 1 and keys.dtype != torch.int32:
-        keys = keys.to(torch.int32)  # a 32-bit radix sort: half the passes
+    for narrow in (torch.int16, torch.int32):  # fewer key bits, fewer radix sort passes
+        if n_rows <= torch.iinfo(narrow).max:
+            keys = keys.to(narrow)
+            break
     sorted_keys, order = torch.sort(keys, stable=True)  # (n,), (n,) int64
     flags = torch.empty(n, dtype=torch.bool, device=device)
     flags[:1] = True
@@ -80,12 +82,10 @@ def segment_rows(keys: torch.Tensor, n_rows: int, src: torch.Tensor, src_rows: t
     starts = torch.empty(cap + 1, dtype=torch.int64, device=device)
     segment_starts_kernel[(triton.cdiv(n, BLOCK),)](sorted_keys, seg, starts, features, count, n, n_rows,
                                                      BLOCK=BLOCK, num_warps=4)
-    if src_rows is None and values is None:
-        ids, perm = order, None  # sorted position k reads src[order[k]]
-    else:
-        ids = torch.arange(n, device=device) if src_rows is None else src_rows
-        perm = order  # sorted position k reads src[ids[order[k]]] · values[order[k]]
-    gather_sum(rows, src.contiguous(), starts, ids, values, perm=perm, count=count)
+    ids = order if src_rows is None else src_rows[order]  # (n,) sorted position k reads src[ids[k]]
+    if values is not None:
+        values = values[order]
+    gather_sum(rows, src.contiguous(), starts, ids, values, count=count, blocks=SEGMENT_BLOCKS)
     return RowSparseGrad(features, rows, count)
 
 
