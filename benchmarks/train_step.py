@@ -85,8 +85,11 @@ def users(n: int, items: int, mean: float, seed: int):
 # Destiny
 
 
-def destiny_step(config: dict, data, batch: int, optimizer: str, hyper: dict, precision: str):
-    """A closure running one Destiny training step (batch gathering included)."""
+def destiny_step(config: dict, data, batch: int, optimizer: str, hyper: dict, precision: str,
+                 cuda_graphs: bool = True):
+    """A closure running one Destiny training step (batch gathering included), and the trainer.
+    The step goes through ``Trainer.step_examples``: host example ids in, a CUDA graph replay
+    where possible (``trainer.graph_status()`` says what ran)."""
     from destiny.config import config_from_json
     from destiny.nn.network import Network
     from destiny.train.binding import Binding
@@ -96,19 +99,28 @@ def destiny_step(config: dict, data, batch: int, optimizer: str, hyper: dict, pr
     cfg = config_from_json(config)
     net = Network.from_config(cfg, {"input": data.dims, "output": data.dims})
     trainer = Trainer(net, optimizer, Hyperparameters(**hyper), batch_size=batch, device="cuda", progress=False,
-                      precision=precision)
+                      precision=precision, cuda_graphs=cuda_graphs)
     named = data.replace(name="input")
     binding = Binding(net, {"input": named, "output": named}, device=torch.device("cuda"))
-    order = trainer.order(binding.n_examples, 1).cuda()
+    order = trainer.order(binding.n_examples, 1).numpy()
+    windows = (binding.n_examples - batch) // batch * batch
+    trainer.runner(binding).reserve(order[:windows + batch], batch)  # capacities of every window below
     state = {"step": 0}
 
     def step():
         s = state["step"]
-        start = (s * batch) % (binding.n_examples - batch)
-        trainer.step(binding, order[start:start + batch], 1, s)
+        start = (s * batch) % windows
+        trainer.step_examples(binding, order[start:start + batch], epoch=1, step=s)
         state["step"] += 1
 
-    return step, net
+    return step, trainer
+
+
+def graph_note(trainer) -> str:
+    status = trainer.graph_status()
+    if status["why_not"]:
+        return f"eager ({status['why_not']})"
+    return f"CUDA graph: {status['replays']} replays, {status['captures']} captures, {status['eager']} eager"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,14 +248,16 @@ def run_training(name, config, data, batch, hidden, activation, dropout, optimiz
           f"{optimizer}; {data.nnz / data.n_examples:.0f} items an example; median ms of {steps} steps")
     params = parameter_count(data.n_features, hidden)
     optimizer_ms = params * bytes_per_param / bandwidth
+    notes = []
     head = f"{'precision':<10}{'destiny':>9}{'dense':>9}{'bag':>9}{'csr':>9}{'floor':>9}   {'vs fastest peer':>15}{'vs floor':>10}"
     print(head)
     results = {}
     for precision in precisions:
         row = {}
-        step, _ = destiny_step(config, data, batch, optimizer, hyper, precision)
+        step, trainer = destiny_step(config, data, batch, optimizer, hyper, precision)
         row["destiny"] = timed(step, steps)
-        del step
+        notes.append(f"{precision}: {graph_note(trainer)}")
+        del step, trainer
         for kind in ("dense", "bag", "csr"):
             try:
                 row[kind] = timed(peer_step(kind, data, batch, hidden, activation, dropout, optimizer, precision), steps)
@@ -258,6 +272,7 @@ def run_training(name, config, data, batch, hidden, activation, dropout, optimiz
         results[precision] = row
     print(f"floor = dense products at that precision + optimizer traffic {params / 1e6:.1f}M params × "
           f"{bytes_per_param} B / {bandwidth / 1e6:.0f} GB/s = {optimizer_ms:.2f} ms")
+    print("destiny steps: " + "; ".join(notes))
     return results
 
 
@@ -318,15 +333,16 @@ def run_wide(steps: int, bandwidth: float) -> None:
         trainer = Trainer(net, "sgd", Hyperparameters(alpha=0.01, lam=0.0), batch_size=1024, device="cuda",
                           progress=False)
         binding = Binding(net, {"input": data_in, "output": targets}, device=torch.device("cuda"))
+        trainer.runner(binding).reserve(np.arange(n), 1024)
         state = {"s": 0}
 
         def step():
             start = (state["s"] * 1024) % (n - 1024)
-            trainer.step(binding, torch.arange(start, start + 1024, device="cuda"), 1, state["s"])
+            trainer.step_examples(binding, np.arange(start, start + 1024), epoch=1, step=state["s"])
             state["s"] += 1
 
         ms = timed(step, steps)
-        print(f"  {label}: {ms:.2f} ms a step")
+        print(f"  {label}: {ms:.2f} ms a step ({graph_note(trainer)})")
         del net, trainer, binding
         torch.cuda.empty_cache()
 
