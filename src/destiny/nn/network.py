@@ -323,7 +323,13 @@ class Network(torch.nn.Module):
 
     @torch.no_grad()
     def predict(self, inputs, layers: list[str] | None = None) -> dict[str, torch.Tensor]:
-        """Activations of the output layers (or of ``layers``) for a batch, in evaluation mode."""
+        """Activations of the output layers (or of ``layers``) for a batch, in evaluation mode.
+
+        inputs: {input layer: SparseBatch or tensor}, or anything ``destiny.predict.api.as_batch``
+        takes (a SparseDataset, a scipy sparse matrix, an array, a mapping by DataSet name)."""
+        from destiny.predict.api import as_batch
+
+        inputs = as_batch(self, inputs)
         wanted = layers or [layer.name for layer in self.output_layers()]
         values = self.forward(inputs, None, stop_at=set(wanted))
         out = {}
@@ -334,6 +340,14 @@ class Network(torch.nn.Module):
                 value = activate(value, self.activation[name])
             out[name] = value
         return out
+
+    def recommend(self, x, k: int = 10, *, filter_seen: bool = True, **options):
+        """The k best items of the output layer for each example of ``x`` (scores, items),
+        with the example's own items removed when ``filter_seen``; see
+        ``destiny.predict.api.recommend_batch`` for the options."""
+        from destiny.predict.api import recommend_batch
+
+        return recommend_batch(self, x, k, filter_seen=filter_seen, **options)
 
     @torch.no_grad()
     def apply_weight_norms(self) -> None:
