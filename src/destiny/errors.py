@@ -44,3 +44,7 @@ class ConfigWarning(UserWarning):
 
 class DataWarning(UserWarning):
     """Input data had something Destiny repaired or skipped (a duplicate, an empty line)."""
+
+
+class NotFittedError(DestinyError, ValueError, AttributeError):
+    """An estimator was used before ``fit`` (scikit-learn's convention)."""

@@ -1,0 +1,241 @@
+"""``destiny.Recommender``: a DSSTNE-style autoencoder recommender with the estimator contract
+of scikit-learn and ``implicit``.
+
+    model = destiny.Recommender(epochs=10).fit(user_items)          # scipy CSR, users × items
+    ids, scores = model.recommend(0, user_items[0], N=10)           # one user
+    ids, scores = model.recommend([0, 1, 2], user_items[[0, 1, 2]])  # a batch: equals single calls
+    ids, scores = model.similar_items(42, N=10)
+
+``__init__`` only stores its arguments; ``fit`` learns and returns self; what it learns ends in
+an underscore (``network_``, ``n_items_``, ``history_``). The network is any DSSTNE JSON
+description with one sparse Input and one sparse Output layer (default: the DSSTNE talk's
+MovieLens network, 256 units a hidden layer); it learns to reconstruct each user's items, and
+recommends the highest-scoring items the user does not have yet.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from destiny.errors import NotFittedError, UsageError
+
+
+def _default_config_text() -> str:
+    return importlib.resources.files("destiny").joinpath("configs/quickstart.json").read_text()
+
+
+class Recommender:
+    """Autoencoder recommender.
+
+    config: a NetworkConfig, a path to DSSTNE JSON, JSON text, or a dict (default: the quick
+    start's network). epochs, batch_size, optimizer (any of DSSTNE's seven), alpha (learning
+    rate), lam (L2), mu, mu1: training. device: "auto", "cpu" or "cuda". seed: weights, order
+    and noise. precision: fp32, tf32 or bf16. progress: show a progress bar.
+    """
+
+    def __init__(self, config: Any = None, *, epochs: int = 10, batch_size: int = 256, optimizer: str = "adam",
+                 alpha: float | None = 0.001, lam: float = 0.0, mu: float | None = None, mu1: float | None = None,
+                 device: str = "auto", seed: int = 12134, precision: str = "fp32", progress: bool = False):
+        self.config = config
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.alpha = alpha
+        self.lam = lam
+        self.mu = mu
+        self.mu1 = mu1
+        self.device = device
+        self.seed = seed
+        self.precision = precision
+        self.progress = progress
+
+    # -- scikit-learn conventions ---------------------------------------------------------------
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {name: getattr(self, name) for name in ("config", "epochs", "batch_size", "optimizer", "alpha",
+                                                       "lam", "mu", "mu1", "device", "seed", "precision",
+                                                       "progress")}
+
+    def set_params(self, **params) -> "Recommender":
+        for name, value in params.items():
+            if name not in self.get_params():
+                raise UsageError(f"Recommender has no parameter {name!r}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.get_params().items() if v != Recommender().get_params()[k]}
+        return f"Recommender({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    # -- fitting --------------------------------------------------------------------------------
+
+    def _network_config(self):
+        from destiny.config import LayerKind, NetworkConfig, config_from_json, load_config, loads_config
+
+        config = self.config
+        if config is None:
+            config = loads_config(_default_config_text(), source="quickstart.json")
+        elif isinstance(config, dict):
+            config = config_from_json(config, source="<config dict>")
+        elif isinstance(config, (str, os.PathLike)) and not str(config).lstrip().startswith("{"):
+            config = load_config(config)
+        elif isinstance(config, str):
+            config = loads_config(config)
+        elif not isinstance(config, NetworkConfig):
+            raise UsageError(f"config must be a NetworkConfig, a JSON path, JSON text or a dict; got {type(config).__name__}")
+        inputs = [l for l in config.layers if l.kind == LayerKind.INPUT]
+        outputs = [l for l in config.layers if l.kind == LayerKind.OUTPUT]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise UsageError("a Recommender's network needs exactly one Input and one Output layer "
+                             f"(this one has {len(inputs)} and {len(outputs)})")
+        return config, inputs[0], outputs[0]
+
+    def fit(self, user_items, *, validation=None) -> "Recommender":
+        """Learn from ``user_items`` (users × items: a scipy sparse matrix or a SparseDataset;
+        nonzeros are interactions). validation: held-out user_items of the same users, whose
+        loss is recorded each epoch in ``history_``. Returns self."""
+        from destiny.nn.network import Network
+        from destiny.train.optimizers import Hyperparameters
+        from destiny.train.trainer import Trainer
+
+        data = _as_dataset(user_items, "user_items")
+        config, inp, out = self._network_config()
+        network = Network.from_config(config, {inp.dataset: data.dims, out.dataset: data.dims}, seed=self.seed)
+        trainer = Trainer(network, self.optimizer,
+                          Hyperparameters(alpha=self.alpha, lam=self.lam, mu=self.mu, mu1=self.mu1),
+                          batch_size=self.batch_size, seed=self.seed, device=self.device, progress=self.progress,
+                          precision=self.precision)
+        sets = {inp.dataset: data.replace(name=inp.dataset), out.dataset: data.replace(name=out.dataset)}
+        check = None
+        if validation is not None:
+            held = _as_dataset(validation, "validation", width=data.n_features)
+            check = {inp.dataset: data.replace(name=inp.dataset), out.dataset: held.replace(name=out.dataset)}
+        trainer.fit(sets, self.epochs, check)
+        self.network_ = network
+        self.n_items_ = data.n_features
+        self.n_users_ = data.n_examples
+        self.history_ = [r.as_dict() for r in trainer.history]
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "network_"):
+            raise NotFittedError("this Recommender is not fitted yet; call fit(user_items) first, or "
+                                 "Recommender.load(path)")
+
+    # -- using it -------------------------------------------------------------------------------
+
+    def recommend(self, userid, user_items, N: int = 10, filter_already_liked_items: bool = True,
+                  filter_items=None, items=None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, scores) of the N best items: 1-D for one user id, 2-D (users × N) for an array
+        of ids. user_items: the users' items as sparse rows (one row per id, or the whole matrix,
+        from which the ids' rows are taken). filter_items: item ids never to recommend; items:
+        recommend only among these. Fewer eligible items than N give −1 ids and −inf scores."""
+        self._check_fitted()
+        from destiny.predict.api import recommend_batch
+
+        single = np.ndim(userid) == 0
+        ids = np.atleast_1d(np.asarray(userid, dtype=np.int64))
+        rows = _as_dataset(user_items, "user_items", width=self.n_items_)
+        if rows.n_examples != len(ids):
+            if int(ids.max(initial=0)) >= rows.n_examples:
+                raise UsageError(f"user_items has {rows.n_examples} rows: give one row per user id, or the whole "
+                                 f"user × item matrix (user id {int(ids.max())} is beyond it)")
+            rows = rows[ids]
+        allowed = None
+        if items is not None or filter_items is not None:
+            allowed = np.ones(self.n_items_, dtype=bool) if items is None else np.zeros(self.n_items_, dtype=bool)
+            if items is not None:
+                allowed[np.asarray(items, dtype=np.int64)] = True
+            if filter_items is not None:
+                allowed[np.asarray(filter_items, dtype=np.int64)] = False
+        recs = recommend_batch(self.network_, rows, N, filter_seen=filter_already_liked_items,
+                               include_only=allowed)
+        out_ids, out_scores = recs.items, recs.scores
+        return (out_ids[0], out_scores[0]) if single else (out_ids, out_scores)
+
+    def similar_items(self, itemid, N: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, scores) of the N items most similar to ``itemid`` by the cosine of their output
+        weight vectors (the item's own vector comes first, as in ``implicit``). 1-D for one id."""
+        self._check_fitted()
+        import torch
+
+        vectors = self.item_vectors()
+        single = np.ndim(itemid) == 0
+        ids = np.atleast_1d(np.asarray(itemid, dtype=np.int64))
+        if ids.min(initial=0) < 0 or ids.max(initial=0) >= self.n_items_:
+            raise UsageError(f"item ids must lie in [0, {self.n_items_}); got {ids.min()}..{ids.max()}")
+        unit = torch.nn.functional.normalize(torch.as_tensor(vectors), dim=1)
+        scores = unit[torch.as_tensor(ids)] @ unit.t()
+        top = torch.topk(scores, min(N, self.n_items_), dim=1)
+        out = top.indices.numpy(), top.values.numpy()
+        return (out[0][0], out[1][0]) if single else out
+
+    def item_vectors(self) -> np.ndarray:
+        """(items, hidden) item embeddings: the output layer's incoming weights, one row an item."""
+        self._check_fitted()
+        net = self.network_
+        layer = net.output_layers()[0]
+        spec = net._spec_of[(layer.sources[0], layer.name)]
+        return net.weight(spec).detach().float().cpu().numpy().T.copy()
+
+    def evaluate(self, held_out, user_items, k: int | list[int] = 10) -> dict:
+        """Ranking metrics (P@K, Recall@K, NDCG@K, MAP@K, HitRate@K, coverage) of recommending
+        from ``user_items`` (seen items filtered) against ``held_out`` items of the same users."""
+        self._check_fitted()
+        from destiny.predict.metrics import ranking_metrics
+
+        ks = [k] if np.ndim(k) == 0 else list(k)
+        train = _as_dataset(user_items, "user_items", width=self.n_items_)
+        test = _as_dataset(held_out, "held_out", width=self.n_items_)
+        ids, _ = self.recommend(np.arange(train.n_examples), train, N=max(ks))
+        return {kk: ranking_metrics(ids, test.offsets, test.indices, k=kk, n_items=self.n_items_).as_dict()
+                for kk in ks}
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write the network (DSSTNE's layout, readable by `destiny predict`) with the estimator's
+        parameters; returns the fingerprint."""
+        self._check_fitted()
+        from destiny.train.checkpoint import save_network
+
+        params = {k: v for k, v in self.get_params().items() if k != "config"}
+        info = {"recommender": json.dumps(params), "n_users": self.n_users_}
+        return save_network(self.network_, path, info)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "cpu") -> "Recommender":
+        from destiny.io.network_file import read_network
+        from destiny.train.checkpoint import network_from_file
+
+        nf = read_network(path)
+        params = json.loads(str(nf.info.get("recommender", "{}")))
+        model = cls(config=nf.config, **params)
+        model.network_ = network_from_file(nf, source=os.fspath(path)).to(device)
+        model.n_items_ = model.network_.units[model.network_.output_layers()[0].name]
+        model.n_users_ = int(nf.info.get("n_users", 0))
+        model.history_ = []
+        return model
+
+
+def _as_dataset(x, what: str, width: int | None = None):
+    """A SparseDataset from a scipy matrix or a SparseDataset (widened to ``width``)."""
+    from destiny.data import SparseDataset
+    from destiny.data.interop import from_scipy
+
+    if type(x).__module__.startswith("scipy.sparse"):
+        x = from_scipy(x.tocsr(), name=what)
+    if not isinstance(x, SparseDataset):
+        raise UsageError(f"{what} must be a scipy sparse matrix (users × items) or a SparseDataset; "
+                         f"got {type(x).__name__}")
+    if width is not None:
+        if x.n_features > width:
+            raise UsageError(f"{what} has {x.n_features:,} item columns but the model knows {width:,} items")
+        if x.n_features < width:
+            x = x.replace(dims=(width,))
+    return x

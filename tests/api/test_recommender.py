@@ -1,0 +1,96 @@
+"""destiny.Recommender follows the scikit-learn / implicit estimator contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from destiny.errors import NotFittedError, UsageError
+from destiny.recommender import Recommender
+from tests.helpers import clustered_dataset
+
+SMALL = {"Layers": [{"Name": "in", "N": "auto", "DataSet": "in", "Sparse": True},
+                    {"Name": "h", "N": 16, "Activation": "Relu"},
+                    {"Name": "out", "N": "auto", "DataSet": "out", "Sparse": True}],
+         "ErrorFunction": "ScaledMarginalCrossEntropy",
+         "ScaledMarginalCrossEntropy": {"oneTarget": 1.0, "zeroTarget": 0.0}}
+
+
+@pytest.fixture(scope="module")
+def user_items():
+    import scipy.sparse as sp
+
+    d = clustered_dataset(120, 40, seed=3)
+    return sp.csr_matrix((np.ones(len(d.indices), np.float32), d.indices, d.offsets), shape=(120, 40))
+
+
+@pytest.fixture(scope="module")
+def model(user_items):
+    return Recommender(SMALL, epochs=2, batch_size=32, alpha=0.01).fit(user_items)
+
+
+def test_init_only_stores_and_fit_returns_self(user_items):
+    m = Recommender(SMALL, epochs=1, batch_size=32)
+    assert not hasattr(m, "network_") and m.get_params()["epochs"] == 1
+    assert m.fit(user_items) is m
+    assert m.n_items_ == 40 and m.n_users_ == 120 and len(m.history_) == 1
+
+
+def test_unfitted_use_is_a_clear_error(user_items):
+    with pytest.raises(NotFittedError, match="not fitted yet; call fit"):
+        Recommender().recommend(0, user_items[0])
+    with pytest.raises(AttributeError):  # NotFittedError is also an AttributeError, as in scikit-learn
+        Recommender().similar_items(0)
+
+
+def test_batch_equals_single_calls_and_seen_items_are_filtered(model, user_items):
+    users = np.arange(10)
+    ids, scores = model.recommend(users, user_items[users], N=5)
+    assert ids.shape == (10, 5)
+    for u in users:
+        one_ids, one_scores = model.recommend(int(u), user_items[u], N=5)
+        np.testing.assert_array_equal(one_ids, ids[u])  # the same items, in the same order
+        # scores to the last bit but for the BLAS kernel, which may sum a 1-row product differently
+        np.testing.assert_allclose(one_scores, scores[u], rtol=1e-6)
+        assert not set(one_ids) & set(user_items[u].indices)
+    whole_ids, _ = model.recommend(users, user_items, N=5)  # rows taken from the whole matrix
+    np.testing.assert_array_equal(whole_ids, ids)
+
+
+def test_filters_and_item_subsets(model, user_items):
+    ids, _ = model.recommend(0, user_items[0], N=40, filter_items=[1, 3, 5])
+    assert not {1, 3, 5} & set(ids[ids >= 0])
+    ids, _ = model.recommend(0, user_items[0], N=5, items=[0, 2, 4, 6], filter_already_liked_items=False)
+    assert set(ids[ids >= 0]) <= {0, 2, 4, 6}
+    ids, scores = model.recommend(0, user_items[0], N=10, items=[7])  # one eligible item at most
+    assert (ids[1:] == -1).all() and np.isneginf(scores[1:]).all()
+
+
+def test_similar_items_starts_with_the_item(model):
+    ids, scores = model.similar_items(3, N=4)
+    assert ids[0] == 3 and scores[0] == pytest.approx(1.0, abs=1e-5)
+    assert np.all(np.diff(scores) <= 1e-7)
+    batch_ids, _ = model.similar_items([3, 4], N=4)
+    np.testing.assert_array_equal(batch_ids[0], ids)
+
+
+def test_save_and_load_give_the_same_recommendations(model, user_items, tmp_path):
+    model.save(tmp_path / "model.nc")
+    again = Recommender.load(tmp_path / "model.nc")
+    assert again.get_params() == {**model.get_params(), "config": again.config}
+    np.testing.assert_array_equal(again.recommend(np.arange(5), user_items[:5])[0],
+                                  model.recommend(np.arange(5), user_items[:5])[0])
+
+
+def test_evaluate_reports_metrics(model, user_items):
+    result = model.evaluate(user_items, user_items, k=[5, 10])
+    assert set(result) == {5, 10} and 0.0 <= result[10]["ndcg"] <= 1.0
+
+
+def test_bad_arguments(model, user_items):
+    with pytest.raises(UsageError, match="exactly one Input and one Output layer"):
+        Recommender({"Layers": [{"N": 3, "DataSet": "a"}, {"N": 2, "Kind": "Hidden"}]}).fit(user_items)
+    with pytest.raises(UsageError, match="scipy sparse matrix"):
+        model.recommend(0, [[1, 0, 1]])
+    with pytest.raises(UsageError, match="no parameter 'epoch'"):
+        Recommender().set_params(epoch=3)
