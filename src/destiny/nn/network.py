@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from destiny.config import Activation, LayerConfig, LayerKind, LayerType, NetworkConfig
 from destiny.config.shapes import WeightSpec, batch_norm_size, resolve_shapes, weight_specs
-from destiny.errors import ConfigError, DataError
+from destiny.errors import DataError
+from destiny.nn import conv  # Convolutional and Pooling layers
 from destiny.nn.activations import ActivationSpec, activate
 from destiny.nn.init import init_weight
 from destiny.nn.losses import LossSpec
@@ -91,14 +92,10 @@ class Network(torch.nn.Module):
     def __init__(self, config: NetworkConfig, dims: Mapping[str, tuple[int, ...]], *, seed: int = 12134,
                  dtype: torch.dtype = torch.float32, source: str = "<config>", initialize: bool = True):
         super().__init__()
-        for i, layer in enumerate(config.layers):
-            if layer.type != LayerType.FULLY_CONNECTED and layer.kind != LayerKind.INPUT:
-                raise ConfigError(f"{source}: Layers[{i}] (layer '{layer.name}'): {layer.type.json} layers "
-                                  "are not supported by this version of Destiny's engine yet; "
-                                  "`destiny check` lists such networks")
         self.config = config
         self.dims = {name: tuple(d) for name, d in dims.items()}
         self.specs: list[WeightSpec] = weight_specs(config, self.dims, source)
+        self.conv_plans = conv.plan_layers(config, self.dims, self.specs, source)  # conv hook: nn/conv.py
         self.seed = seed
         self.order = config.topological_order()
         self.units = {name: math.prod(d) for name, d in self.dims.items()}
@@ -110,7 +107,7 @@ class Network(torch.nn.Module):
         for spec in self.specs:
             layer = config.layer(spec.output_layer)
             if not spec.shared_from:
-                fan_in, fan_out = spec.shape[0], spec.shape[1]
+                fan_in, fan_out = conv.fans(spec) if spec.convolutional else (spec.shape[0], spec.shape[1])
                 w = init_weight(spec.shape, layer.weight_init, fan_in, fan_out, seed, f"w{spec.index}", dtype) \
                     if initialize else torch.empty(spec.shape, dtype=dtype)
                 self.weights[f"w{spec.index}"] = torch.nn.Parameter(w)
@@ -230,6 +227,8 @@ class Network(torch.nn.Module):
         return x
 
     def _layer(self, layer: LayerConfig, values, noise: Noise | None) -> torch.Tensor:
+        if layer.type != LayerType.FULLY_CONNECTED:  # conv hook: Convolutional and Pooling, nn/conv.py
+            return conv.layer_forward(self, layer, values, noise)
         z = None
         for src in layer.sources:
             spec = self._spec_of[(src, layer.name)]
@@ -356,5 +355,8 @@ class Network(torch.nn.Module):
             limit = self.config.layer(spec.output_layer).weight_norm
             if limit > 0 and not spec.shared_from:
                 w = self.weights[f"w{spec.index}"]
+                if spec.convolutional:  # conv hook: per output channel, nn/conv.py
+                    conv.apply_weight_norm(w, limit)
+                    continue
                 norms = w.norm(dim=0).clamp(min=1e-30)
                 w.mul_(torch.clamp(limit / norms, max=1.0))
