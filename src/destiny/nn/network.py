@@ -348,6 +348,33 @@ class Network(torch.nn.Module):
 
         return recommend_batch(self, x, k, filter_seen=filter_seen, **options)
 
+    def encode(self, x, layer: str | None = None, *, batch_size: int = 1024):
+        """(examples, units) float32 numpy activations of ``layer`` (default: the last Hidden
+        layer) for every example of ``x`` (what ``predict`` takes), in evaluation mode: the
+        embeddings DSSTNE's encoder writes; see ``destiny.predict.encode``."""
+        import numpy as np
+
+        from destiny.predict.api import as_datasets
+        from destiny.predict.encode import default_layer, iter_encodings
+
+        layer = layer or default_layer(self)
+        parts = [values for _, values in iter_encodings(self, as_datasets(self, x), layer, batch_size=batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.units[layer]), np.float32)
+
+    def save(self, path, info: dict | None = None) -> str:
+        """Write the network to ``path`` in DSSTNE's network file layout (atomically; readable by
+        DSSTNE and ``destiny predict``); returns its fingerprint. See ``destiny.train.checkpoint``."""
+        from destiny.train.checkpoint import save_network
+
+        return save_network(self, path, info)
+
+    @classmethod
+    def load(cls, path, device: torch.device | str | None = "cpu") -> "Network":
+        """Read a network file written by Destiny or DSSTNE onto ``device``."""
+        from destiny.train.checkpoint import load_network
+
+        return load_network(path, device=device)
+
     @torch.no_grad()
     def apply_weight_norms(self) -> None:
         """DSSTNE's WeightNorm: rescale each output unit's incoming weight vector to norm ≤ limit."""
