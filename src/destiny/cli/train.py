@@ -37,6 +37,8 @@ def register(subparsers) -> None:
                    help="shuffle the examples every epoch (default: the config's ShuffleIndices)")
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="write NETWORK.epoch<N>.nc with the training state every N epochs")
+    p.add_argument("--history", metavar="FILE.json",
+                   help="write the per-epoch errors to FILE.json after every epoch (for destiny plot)")
     p.add_argument("--force", action="store_true", help="overwrite NETWORK if it exists (DSSTNE refuses)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -106,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
             out.print(f"  checkpoint {stem}.epoch{result.epoch}.nc (fingerprint {fp})")
 
     trainer.callbacks.append(report)
+    if args.history:  # the whole history so far, rewritten atomically after each epoch
+        from destiny.train.history import history_callback
+
+        trainer.callbacks.append(history_callback(args.history, {"config": args.config, "network_file": args.network}))
     trainer.fit(datasets, args.epochs, validation)
     info, _ = trainer_state(trainer)
     fingerprint = save_network(network, args.network, info)

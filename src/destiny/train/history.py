@@ -1,0 +1,120 @@
+"""Training history as JSON: what each epoch did, for plots and comparisons.
+
+    trainer.callbacks.append(history_callback("history.json", {"config": "net.json"}))
+    write_history("history.json", trainer.history, {"note": "baseline"})
+    history = read_history("history.json")      # History(epochs=[{...}, ...], meta={...})
+
+The file is one JSON object::
+
+    {"format": "destiny-history", "version": 1,
+     "meta": {"destiny": "0.1.0", "optimizer": "adam", "batch_size": 256, ...},
+     "epochs": [{"epoch": 1, "training_error": 0.71, "validation_error": 0.69,
+                 "regularization_error": 0.0, "learning_rate": 0.001, "seconds": 2.1,
+                 "examples_per_second": 2857.1, "extra": {"P@10": 0.21}}, ...]}
+
+Each epoch is ``EpochResult.as_dict()``; ``extra`` holds metrics a callback added (plotted by
+``destiny plot`` beside the errors). Non-finite numbers (a diverged run's NaN) are written as
+``null``: the file is standard JSON. Writes are atomic, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Iterable, NamedTuple
+
+from destiny.errors import DataError
+from destiny.io.atomic import atomic_open
+
+FORMAT = "destiny-history"
+VERSION = 1
+
+
+class History(NamedTuple):
+    """epochs: one dict per epoch (``EpochResult.as_dict()``), in order; meta: the run's facts."""
+
+    epochs: list[dict]
+    meta: dict
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: non-finite floats → None, numpy scalars → Python, containers recursively."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def epoch_dicts(results: Iterable) -> list[dict]:
+    """EpochResults (or dicts of their fields) as plain dicts."""
+    return [_plain(r.as_dict() if hasattr(r, "as_dict") else dict(r)) for r in results]
+
+
+def write_history(path: str | os.PathLike, results: Iterable, meta: dict | None = None) -> None:
+    """Write ``results`` (EpochResults or their dicts) and ``meta`` to ``path`` as JSON, atomically."""
+    from destiny import __version__
+
+    document = {"format": FORMAT, "version": VERSION, "meta": _plain({"destiny": __version__, **(meta or {})}),
+                "epochs": epoch_dicts(results)}
+    with atomic_open(path, "w") as stream:
+        json.dump(document, stream, indent=1, allow_nan=False)
+        stream.write("\n")
+
+
+def read_history(path: str | os.PathLike) -> History:
+    """Read a history file (also a bare JSON list of epoch dicts, such as a saved
+    ``Recommender.history_``); DataError if it is neither."""
+    path = os.fspath(path)
+    with open(path, encoding="utf-8") as stream:
+        try:
+            document = json.load(stream)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: line {exc.lineno}: not JSON ({exc.msg}); give a file written by "
+                            "`destiny train --history`") from None
+    if isinstance(document, list):
+        document = {"format": FORMAT, "epochs": document, "meta": {}}
+    if not isinstance(document, dict) or not isinstance(document.get("epochs"), list):
+        raise DataError(f"{path}: not a training history (a JSON object with an 'epochs' list); give a file "
+                        "written by `destiny train --history` or destiny.train.history.write_history")
+    epochs = document["epochs"]
+    for i, epoch in enumerate(epochs):
+        if not isinstance(epoch, dict):
+            raise DataError(f"{path}: epochs[{i}] is not an object of per-epoch values")
+    return History(epochs, dict(document.get("meta") or {}))
+
+
+def run_facts(trainer) -> dict:
+    """What a history's meta says about the run of ``trainer``."""
+    opt = trainer.optimizer
+    network = trainer.network
+    return {"network": network.config.name, "optimizer": opt.kind.value,
+            "hyperparameters": dataclasses.asdict(opt.hyper), "batch_size": trainer.batch_size,
+            "seed": trainer.seed, "device": str(trainer.device), "precision": str(trainer.precision.value),
+            "parameters": sum(p.numel() for p in network.parameters())}
+
+
+def history_callback(path: str | os.PathLike, meta: dict | None = None):
+    """A Trainer callback that rewrites ``path`` with the trainer's whole history after every
+    epoch (atomically), so the file is complete even if the run stops. Under model parallelism
+    only rank 0 writes."""
+
+    def callback(result, trainer) -> None:
+        world = getattr(trainer, "world", None)
+        if world is not None and not world.is_root:
+            return
+        write_history(path, trainer.history, {**run_facts(trainer), **(meta or {})})
+
+    return callback
+
+
+__all__ = ["FORMAT", "History", "VERSION", "epoch_dicts", "history_callback", "read_history", "run_facts",
+           "write_history"]
