@@ -1,4 +1,5 @@
-"""``destiny generate``: DSSTNE's generateNetCDF (text + indices → NetCDF dataset)."""
+"""``destiny generate``: DSSTNE's generateNetCDF (text + indices → NetCDF dataset), or images and
+labels of a .npz file → DSSTNE's CIFAR layout (``--from-npz``)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ def register(subparsers) -> None:
                     "directory of them into a NetCDF dataset DSSTNE and Destiny read, building or "
                     "reusing the features and samples index files ('label<TAB>index'). Same flags as "
                     "DSSTNE's generateNetCDF. A bad line stops with its file and line number, and then "
-                    "nothing is written.")
-    parser.add_argument("-i", "--input", required=True, metavar="INPUT", help="text file or directory of text files")
+                    "nothing is written. With --from-npz: images (and integer labels) of a .npz file become a "
+                    "dense dataset 'input' (width × height × channels, uint8 kept as DSSTNE's UChar) and a "
+                    "sparse indicator dataset 'output' (one label per example), as DSSTNE's CIFAR converter "
+                    "writes them.")
+    parser.add_argument("-i", "--input", metavar="INPUT", help="text file or directory of text files")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.nc", help="NetCDF file to write (replaced)")
-    parser.add_argument("-d", "--dataset", required=True, metavar="NAME",
+    parser.add_argument("-d", "--dataset", metavar="NAME",
                         help="dataset name: the DataSet of the network layer that reads it")
-    parser.add_argument("-f", "--features", required=True, metavar="FEATURE_INDEX", help="features index file")
-    parser.add_argument("-s", "--samples", required=True, metavar="SAMPLE_INDEX",
+    parser.add_argument("-f", "--features", metavar="FEATURE_INDEX", help="features index file")
+    parser.add_argument("-s", "--samples", metavar="SAMPLE_INDEX",
                         help="samples index file: read if it exists, else created")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("-c", "--create", action="store_true",
@@ -34,18 +38,53 @@ def register(subparsers) -> None:
     parser.add_argument("--value-type", choices=("auto", "float32", "float64"), default="auto",
                         help="analog values: auto keeps each exactly in the narrowest type (timestamps stay "
                              "integers); float32 rounds as DSSTNE does (default: %(default)s)")
+    images = parser.add_argument_group("images (instead of -i, -d, -f, -s)")
+    images.add_argument("--from-npz", metavar="FILE.npz", help="images and labels as numpy arrays in a .npz file")
+    images.add_argument("--images-key", default="x", metavar="KEY", help="array of the images (default: %(default)s)")
+    images.add_argument("--labels-key", default="y", metavar="KEY",
+                        help="array of the integer labels, '' for none (default: %(default)s)")
+    images.add_argument("--layout", choices=("NHWC", "NCHW"), default="NHWC",
+                        help="axes of the images: NHWC (numpy, PIL) or NCHW (PyTorch); (N, H, W) is grayscale "
+                             "(default: %(default)s)")
+    images.add_argument("--classes", type=int, metavar="N", help="number of classes (default: largest label + 1)")
     parser.set_defaults(run=run)
+
+
+def _run_npz(args: argparse.Namespace, say) -> int:
+    from destiny.data.images import npz_to_netcdf
+    from destiny.errors import UsageError
+
+    given = [flag for flag, value in (("-i", args.input), ("-d", args.dataset), ("-f", args.features),
+                                      ("-s", args.samples), ("-c", args.create), ("-m", args.merge)) if value]
+    if given:
+        raise UsageError(f"--from-npz writes datasets 'input' and 'output' from arrays; leave out {', '.join(given)}")
+    report = npz_to_netcdf(args.from_npz, args.output, images_key=args.images_key,
+                           labels_key=args.labels_key or None, layout=args.layout, n_classes=args.classes)
+    dims = "×".join(map(str, report.dims))
+    say(f"{args.from_npz}: {report.n_examples:,} images of {dims} (width × height × channels, {report.dtype})"
+        + (f", {report.n_classes} classes" if report.n_classes is not None else ""))
+    say(f"Wrote {args.output} (datasets 'input'" + (" and 'output')" if report.n_classes is not None else ")"))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from destiny.cli.console import console
     from destiny.data.generate import generate_netcdf
 
+    say = functools.partial(console().print, markup=False)  # paths may hold [brackets]
+    if args.from_npz:
+        return _run_npz(args, say)
+    missing = [flag for flag, value in (("-i", args.input), ("-d", args.dataset), ("-f", args.features),
+                                        ("-s", args.samples)) if value is None]
+    if missing:
+        from destiny.errors import UsageError
+
+        raise UsageError(f"text data needs {', '.join(missing)} (-i INPUT -d NAME -f FEATURE_INDEX -s SAMPLE_INDEX), "
+                         "or give --from-npz FILE.npz for images")
     mode = "create" if args.create else "merge" if args.merge else "fixed"
     report = generate_netcdf(args.input, args.output, args.dataset, args.features, args.samples,
                              features=mode, analog=args.type == "analog", exact_width=args.exact_width,
                              value_type=args.value_type)
-    say = functools.partial(console().print, markup=False)  # paths may hold [brackets]
     values = "indicator" if report.value_dtype is None else f"analog, {report.value_dtype} values"
     say(f"{args.input}: {report.n_examples:,} samples, {report.nnz:,} datapoints, "
               f"{report.n_features:,} features ({values})")
