@@ -1,5 +1,6 @@
 """``destiny evaluate``: ranking metrics of a network's recommendations (or of a recs file)
-against held-out items: P@K, Recall@K (two ways), NDCG@K, MAP@K, HitRate@K, coverage."""
+against held-out items: P@K, Recall@K (two ways), NDCG@K, MAP@K, HitRate@K, coverage; or, with
+``--accuracy``, a classifier's top-1 / top-5 accuracy against one label per example."""
 
 from __future__ import annotations
 
@@ -18,17 +19,24 @@ def register(subparsers) -> None:
                     "(-n, the samples with -r/-i or --input-nc, seen items removed as in destiny predict) or "
                     "read a recs file (--recs). Users without a relevant held-out item are skipped and counted. "
                     "Ties in scores go to the lower item index before the metrics; a recs file is taken in its "
-                    "own order.")
+                    "own order. With --accuracy: top-K classification accuracy of a network on a NetCDF input "
+                    "(--input-nc) against one label per example (-t, default the input file's output dataset).")
     add_input_arguments(p, network_required=False)
     add_filter_arguments(p)
+    for action in p._actions:  # -o is needed for ranking only; _check asks for it there
+        if action.dest == "output_index":
+            action.required = False
     p.add_argument("--recs", metavar="RECS",
                    help="evaluate this recs file ('sample<TAB>item,score:…') instead of a network")
-    p.add_argument("-t", "--held-out", "--test", dest="held_out", required=True, metavar="HELD_OUT",
+    p.add_argument("-t", "--held-out", "--test", dest="held_out", metavar="HELD_OUT",
                    help="held-out items: DSSTNE text through the output index, or a NetCDF dataset whose rows are "
                         "the input's (with --recs: labelled by --samples)")
     p.add_argument("--held-out-dataset", metavar="NAME", help="dataset of a NetCDF held-out file with several")
-    p.add_argument("-k", "--top-k", dest="k", type=int, nargs="+", default=[10], metavar="K",
-                   help="one or more K (default 10), such as -k 1 5 10 20")
+    p.add_argument("-k", "--top-k", dest="k", type=int, nargs="+", metavar="K",
+                   help="one or more K (default 10; with --accuracy 1 5), such as -k 1 5 10 20")
+    p.add_argument("--accuracy", action="store_true",
+                   help="classification: top-K accuracy against one label per example (a sparse dataset with one "
+                        "index a row, such as DSSTNE's CIFAR 'output'), instead of ranking metrics")
     p.add_argument("--threshold", type=float, metavar="R",
                    help="analog held-out values: an item is relevant iff its value ≥ R (such as a rating of 4)")
     p.add_argument("--popularity", action="store_true",
@@ -48,7 +56,18 @@ def _check(args: argparse.Namespace) -> None:
     from destiny.cli.predict import check_common
     from destiny.predict.evaluate import check_ks
 
-    args.k = check_ks(args.k)
+    args.k = check_ks(args.k if args.k is not None else [1, 5] if args.accuracy else [10])
+    if args.accuracy:
+        if args.network is None or args.input_nc is None or args.recs is not None or args.input is not None:
+            raise UsageError("--accuracy scores a network on a NetCDF input: give -n NETWORK.nc and --input-nc "
+                             "INPUT.nc (and -t LABELS.nc if the labels are in another file)")
+        if args.batch_size < 1:
+            raise UsageError(f"-b/--batch-size must be a positive integer, got {args.batch_size}")
+        return
+    if args.held_out is None:
+        raise UsageError("give the held-out items with -t HELD_OUT (or --accuracy for classification)")
+    if args.output_index is None:
+        raise UsageError("give the output features index with -o FEATURES_OUTPUT: the labels of the output columns")
     if args.recs is not None:
         if args.network is not None or args.input is not None or args.input_nc is not None:
             raise UsageError("--recs evaluates a recs file: leave out -n, -r and --input-nc (or drop --recs to "
@@ -94,6 +113,41 @@ def _from_network(args):
         baseline = evaluate_lists(popular, held, args.k, catalogue, threshold=args.threshold,
                                   source="most popular input items", held_out=args.held_out)
     return result, baseline
+
+
+def _accuracy(args):
+    from destiny.backend import resolve_device
+    from destiny.cli.predict import load_input
+    from destiny.data import read_netcdf
+    from destiny.predict.accuracy import top_k_accuracy
+    from destiny.predict.topk import output_layer
+    from destiny.train.checkpoint import load_network
+
+    network = load_network(args.network, device=resolve_device(args.device))
+    layer = output_layer(network, args.layer)
+    inp = load_input(args, network)
+    path = args.held_out or args.input_nc
+    found = {d.name: d for d in read_netcdf(path)}
+    name = args.held_out_dataset or layer.dataset
+    if name not in found:
+        raise UsageError(f"{path} holds no dataset '{name}' (it holds {', '.join(repr(n) for n in found)}); "
+                         "name the labels' dataset with --held-out-dataset")
+    return top_k_accuracy(network, inp.datasets, found[name], args.k, layer=layer.name, batch_size=args.batch_size,
+                          device=network.device, source=f"network {args.network}", labels_name=f"{path}:{name}")
+
+
+def _accuracy_table(result, out) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{result.source} against {result.labels}")
+    table.add_column("K", justify="right")
+    table.add_column("Top-K accuracy", justify="right")
+    for k, value in sorted(result.top.items()):
+        table.add_row(str(k), f"{value:.2%}")
+    out.print(table)
+    out.print(f"{result.examples:,} labelled examples" + (f"; {result.skipped:,} without a label skipped"
+                                                          if result.skipped else "")
+              + "; classes ranked by the output's pre-activation, ties to the lower class.")
 
 
 def _from_recs(args):
@@ -155,7 +209,10 @@ def run(args: argparse.Namespace) -> int:
     from destiny.io.atomic import atomic_open
 
     _check(args)
-    result, baseline = _from_recs(args) if args.recs is not None else _from_network(args)
+    if args.accuracy:
+        result, baseline = _accuracy(args), None
+    else:
+        result, baseline = _from_recs(args) if args.recs is not None else _from_network(args)
     document = result.as_dict()
     if baseline is not None:
         document["baseline"] = baseline.as_dict()
@@ -167,7 +224,10 @@ def run(args: argparse.Namespace) -> int:
         print(text)
     else:
         out = console()
-        _table(result, baseline, out)
+        if args.accuracy:
+            _accuracy_table(result, out)
+        else:
+            _table(result, baseline, out)
         if args.json_out:
             out.print(f"Wrote {os.fspath(args.json_out)}", markup=False)
     return 0

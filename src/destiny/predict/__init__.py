@@ -11,5 +11,6 @@
     writers.py    recs (DSSTNE's format), CSV and Parquet, atomically
     metrics.py    P@K, Recall@K (two ways), NDCG@K, MAP@K, HitRate@K, coverage
     evaluate.py   metrics of a network's or a recs file's lists against held-out items
+    accuracy.py   top-1 / top-5 classification accuracy against one label per example
     encode.py     a layer's activations (embeddings) to .npy or NetCDF
 """

@@ -57,7 +57,12 @@ def _sparse_rows(x, width: int, what: str):
 
 
 def _dense_rows(x, width: int, what: str):
-    data = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if isinstance(x, torch.Tensor):
+        data = x.detach().cpu().numpy()
+    elif isinstance(getattr(x, "data", None), np.ndarray):  # a DenseDataset (uint8 images stay uint8)
+        data = x.data
+    else:
+        data = np.asarray(x)
     if data.ndim == 1:
         data = data[None, :]
     data = data.reshape(len(data), -1)
