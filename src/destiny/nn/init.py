@@ -1,5 +1,13 @@
-"""Initial weights (DSSTNE's WeightInit schemes, reference/dsstne.md §1.7), drawn on the CPU from
-a seeded generator so every device and every number of GPUs starts from the same numbers.
+"""Initial weights (DSSTNE's WeightInit schemes, reference/dsstne.md §1.7), drawn from a
+counter-based stream so that any slice of a matrix can be drawn on its own, on any device.
+
+Element g (row-major number in the full matrix) of the matrix ``key`` takes the uniform
+``uniform_at(stream, g)`` (Philox4x32-10, ``destiny.ops.random``) or, for the Gaussian
+schemes, the Box–Muller normal ``normal_at(stream, g)``, stream = stream_seed(seed, "init",
+key). So a process of a model-parallel run draws exactly its shard of the one-process matrix,
+on its own GPU, without ever holding the whole matrix (a 10M × 256 layer is 10 GB), and the
+numbers do not depend on the device (uniform schemes bitwise; Gaussian ones up to rare
+last-bit differences of the libraries' log and cos).
 
 Fixed on purpose (DSSTNE's known bugs): Xavier uses Glorot's full range ±√(6/(n_in+n_out))
 (DSSTNE drew half of it), Constant gives +Scale (DSSTNE gave −Scale), SELU draws from
@@ -13,33 +21,52 @@ import math
 import torch
 
 from destiny.config import WeightInit, WeightInitScheme
-from destiny.ops.random import stream_seed
+from destiny.ops.random import normal_at, stream_seed, uniform_at, uniform_range
+
+CHUNK_ELEMENTS = 1 << 22  # elements drawn at once (about 40 int64 temporaries each)
 
 
 def init_weight(shape: tuple[int, ...], spec: WeightInit, fan_in: int, fan_out: int, seed: int,
-                key: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A new weight tensor of ``shape``; ``key`` names the matrix so each gets its own stream."""
-    g = torch.Generator(device="cpu")
-    g.manual_seed(stream_seed(seed, "init", key))
+                key: str, dtype: torch.dtype = torch.float32, *, rows: tuple[int, int] | None = None,
+                cols: tuple[int, int] | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A new weight tensor: the full ``shape``, or its slice rows × cols of the matrix viewed
+    as (shape[0], rest) — one rank's shard, equal to the same slice of the full draw.
+    ``key`` names the matrix so each gets its own stream."""
+    n_rows = shape[0]
+    n_cols = math.prod(shape[1:])
+    r0, r1 = rows or (0, n_rows)
+    c0, c1 = cols or (0, n_cols)
+    whole = (r0, r1, c0, c1) == (0, n_rows, 0, n_cols)
+    out_shape = shape if whole else (r1 - r0, c1 - c0)
     s = spec.scale
     scheme = spec.scheme
-    if scheme == WeightInitScheme.XAVIER:
-        bound = s * math.sqrt(6.0 / (fan_in + fan_out))
-        return _uniform(shape, -bound, bound, g, dtype)
-    if scheme == WeightInitScheme.CAFFE_XAVIER:
-        bound = s * math.sqrt(3.0 / fan_out)
-        return _uniform(shape, -bound, bound, g, dtype)
-    if scheme == WeightInitScheme.GAUSSIAN:
-        return torch.randn(shape, generator=g, dtype=torch.float32).mul_(s).to(dtype)
-    if scheme == WeightInitScheme.UNIFORM:
-        return _uniform(shape, -s, s, g, dtype)
-    if scheme == WeightInitScheme.UNIT_BALL:
-        return _uniform(shape, 0.0, s, g, dtype)
     if scheme == WeightInitScheme.CONSTANT:
-        return torch.full(shape, s, dtype=dtype)
-    # SELU (LeCun normal): N(0, 1/n_in), times Scale
-    return torch.randn(shape, generator=g, dtype=torch.float32).mul_(s / math.sqrt(fan_in)).to(dtype)
-
-
-def _uniform(shape, lo: float, hi: float, g: torch.Generator, dtype) -> torch.Tensor:
-    return torch.rand(shape, generator=g, dtype=torch.float32).mul_(hi - lo).add_(lo).to(dtype)
+        return torch.full(out_shape, s, dtype=dtype, device=device)
+    stream = stream_seed(seed, "init", key)
+    gaussian = scheme in (WeightInitScheme.GAUSSIAN, WeightInitScheme.SELU)
+    out = torch.empty((r1 - r0, c1 - c0), dtype=torch.float32, device=device)
+    step = max(1, CHUNK_ELEMENTS // max(c1 - c0, 1))
+    for first in range(r0, r1, step):
+        last = min(first + step, r1)
+        block = out[first - r0:last - r0]
+        if not gaussian and c0 == 0 and c1 == n_cols:  # contiguous elements: a Philox call per 4
+            block.view(-1).copy_(uniform_range(stream, first * n_cols, (last - first) * n_cols, device))
+            continue
+        index = (torch.arange(first, last, dtype=torch.int64, device=device)[:, None] * n_cols
+                 + torch.arange(c0, c1, dtype=torch.int64, device=device)[None, :])
+        block.copy_(normal_at(stream, index) if gaussian else uniform_at(stream, index))
+    if scheme == WeightInitScheme.GAUSSIAN:
+        out.mul_(s)
+    elif scheme == WeightInitScheme.SELU:  # LeCun normal: N(0, 1/n_in), times Scale
+        out.mul_(s / math.sqrt(fan_in))
+    else:
+        if scheme == WeightInitScheme.XAVIER:
+            lo, hi = -s * math.sqrt(6.0 / (fan_in + fan_out)), s * math.sqrt(6.0 / (fan_in + fan_out))
+        elif scheme == WeightInitScheme.CAFFE_XAVIER:
+            lo, hi = -s * math.sqrt(3.0 / fan_out), s * math.sqrt(3.0 / fan_out)
+        elif scheme == WeightInitScheme.UNIFORM:
+            lo, hi = -s, s
+        else:  # UnitBall
+            lo, hi = 0.0, s
+        out.mul_(hi - lo).add_(lo)
+    return out.view(out_shape).to(dtype)

@@ -27,6 +27,7 @@ from typing import Iterator
 import torch
 
 from destiny.backend import HAS_TRITON, TRITON_INTERPRET, use_triton
+from destiny.config import Activation
 from destiny.errors import UsageError
 from destiny.nn.losses import LossSpec
 from destiny.ops import reference as ref
@@ -150,7 +151,7 @@ def row_grad_to_dense(grad: RowSparseGrad, shape: torch.Size | tuple[int, ...], 
 
 
 def output_loss(z: torch.Tensor, target: SparseBatch | torch.Tensor, spec: LossSpec, *,
-                inplace: bool | None = None, grad_scale: torch.Tensor | None = None) -> torch.Tensor:
+                inplace: bool | None = None, grad_scale: torch.Tensor | None = None, world=None) -> torch.Tensor:
     """Per-example loss (batch,) of an output layer; see ``reference.output_loss_ref``.
 
     With sparse targets and a supported loss (``destiny.ops.triton.output_loss.supports``) on
@@ -165,7 +166,14 @@ def output_loss(z: torch.Tensor, target: SparseBatch | torch.Tensor, spec: LossS
     gradient is that very tensor (no extra pass over the outputs); any other gradient g is
     still exact (s · delta · g / s). The fused loss is then float32 whatever z's dtype. The
     reference ignores it (autograd applies the seed).
+
+    world: a ``destiny.parallel.World`` when z holds one rank's units of a layer split over
+    ranks (and target that rank's columns): the result is this rank's part of each example's
+    loss. Elementwise losses need nothing more; a SoftMax layer normalises by the log-sum-exp
+    of the whole rows (``sharded_logsumexp``, on the reference path: no fused kernel).
     """
+    if world is not None and world.parallel and spec.activation.kind == Activation.SOFTMAX:
+        return ref.output_loss_ref(z, target, spec, lse=sharded_logsumexp(z, world))
     if isinstance(target, SparseBatch) and use_kernels(z.device):
         fused = _kernel("output_loss")
         if fused.supports(spec, z):
@@ -175,23 +183,48 @@ def output_loss(z: torch.Tensor, target: SparseBatch | torch.Tensor, spec: LossS
     return ref.output_loss_ref(z, target, spec)
 
 
+def sharded_logsumexp(z: torch.Tensor, world) -> torch.Tensor:
+    """(batch, 1) log Σ_j exp z_j over the whole rows of a layer whose units are split over the
+    ranks of ``world`` (z: this rank's (batch, units)), differentiable: the row maximum is
+    all-reduced (a constant shift), Σ exp(z − max) all-reduced in rank order
+    (``parallel.all_reduce``: forward all-reduce, backward all-reduce)."""
+    from destiny.parallel import all_reduce, all_reduce_max
+
+    flat = z.flatten(1)
+    top = all_reduce_max(flat.detach().amax(1, keepdim=True) if flat.shape[1] else
+                         flat.new_full((flat.shape[0], 1), -torch.inf), world)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    total = all_reduce(torch.exp(flat - top).sum(1, keepdim=True), world)
+    return top + torch.log(total)
+
+
+def sharded_softmax(z: torch.Tensor, world) -> torch.Tensor:
+    """SoftMax of one rank's units of a layer split over ranks (``sharded_logsumexp``)."""
+    return torch.exp(z.flatten(1) - sharded_logsumexp(z, world)).view_as(z)
+
+
 def _int_seed(seed: int | torch.Tensor) -> int:
     return int(seed)  # a device seed: host sync (the reference path only)
 
 
-def dropout(x: torch.Tensor, p: float, seed: int | torch.Tensor) -> torch.Tensor:
+def dropout(x: torch.Tensor, p: float, seed: int | torch.Tensor, col_offset: int = 0,
+            row_stride: int | None = None) -> torch.Tensor:
     """Inverted dropout with the Philox uniforms of ``ops.random.uniform(seed, x.numel())``.
-    seed: an int or a 0-d int64 device tensor (read by the kernel, no host sync)."""
+    seed: an int or a 0-d int64 device tensor (read by the kernel, no host sync). col_offset,
+    row_stride: x is columns [col_offset, col_offset + cols) of a row_stride-wide layer (one
+    rank's shard), whose elements draw their numbers of the whole layer's mask
+    (``reference.mask_uniforms``)."""
     if use_kernels(x.device):
-        return _kernel("dropout").dropout(x, p, seed)
-    return ref.dropout_ref(x, p, _int_seed(seed))
+        return _kernel("dropout").dropout(x, p, seed, col_offset, row_stride)
+    return ref.dropout_ref(x, p, _int_seed(seed), col_offset, row_stride)
 
 
-def alpha_dropout(x: torch.Tensor, p: float, seed: int | torch.Tensor, saturation: float) -> torch.Tensor:
+def alpha_dropout(x: torch.Tensor, p: float, seed: int | torch.Tensor, saturation: float, col_offset: int = 0,
+                  row_stride: int | None = None) -> torch.Tensor:
     """Alpha dropout (ELU/SELU layers) with the same uniforms as ``dropout``."""
     if use_kernels(x.device):
-        return _kernel("dropout").alpha_dropout(x, p, seed, saturation)
-    return ref.alpha_dropout_ref(x, p, _int_seed(seed), saturation)
+        return _kernel("dropout").alpha_dropout(x, p, seed, saturation, col_offset, row_stride)
+    return ref.alpha_dropout_ref(x, p, _int_seed(seed), saturation, col_offset, row_stride)
 
 
 def denoise(batch: SparseBatch, p: float, seed: int | torch.Tensor) -> SparseBatch:

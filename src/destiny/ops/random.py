@@ -63,3 +63,39 @@ def uniform(seed: int, n: int, device: torch.device | str = "cpu") -> torch.Tens
     counter = torch.arange(blocks, dtype=torch.int64, device=device)
     words = torch.stack(philox4x32(seed, counter), dim=1)  # (blocks, 4)
     return _to_uniform(words.reshape(-1)[:n])
+
+
+def uniform_at(seed: int, index: torch.Tensor) -> torch.Tensor:
+    """The uniforms of ``uniform(seed, ·)`` at the given element numbers (int64 tensor, any
+    shape): element g is word g % 4 of philox(seed, g // 4). So any slice of a stream — one
+    rank's columns of a dropout mask, one shard of a weight matrix — is drawn on its own,
+    bitwise equal to the same elements of the whole stream. Costs one Philox call per element
+    (``uniform`` shares a call between 4 consecutive elements)."""
+    index = index.to(torch.int64)
+    words = philox4x32(seed, index >> 2)
+    word = index & 3
+    out = torch.where(word == 0, words[0], words[1])
+    out = torch.where(word == 2, words[2], out)
+    out = torch.where(word == 3, words[3], out)
+    return _to_uniform(out)
+
+
+def uniform_range(seed: int, start: int, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Elements start … start + n − 1 of ``uniform(seed, ·)`` (one Philox call per 4 elements)."""
+    first, last = start // 4, (start + n + 3) // 4
+    counter = torch.arange(first, last, dtype=torch.int64, device=device)
+    words = torch.stack(philox4x32(seed, counter), dim=1).reshape(-1)  # (4·blocks,) from element 4·first
+    skip = start - 4 * first
+    return _to_uniform(words[skip:skip + n])
+
+
+def normal_at(seed: int, index: torch.Tensor) -> torch.Tensor:
+    """Standard normal float32 numbers for element numbers ``index`` (int64, any shape), each
+    on its own Philox counter: Box–Muller z = √(−2 ln u₁)·cos(2π u₂) from words 0 and 1 of
+    philox(seed, g), u₁ ∈ (0, 1], computed in float64. Like ``uniform_at``, any slice of the
+    stream is drawn on its own. (log and cos are not correctly rounded: CPU and GPU libraries
+    may differ in the last float64 bit, so on rare elements in the last float32 bit.)"""
+    words = philox4x32(seed, index.to(torch.int64))
+    u1 = 1.0 - _to_uniform(words[0]).double()  # (0, 1]
+    u2 = _to_uniform(words[1]).double()
+    return (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * torch.pi * u2)).float()

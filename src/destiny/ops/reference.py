@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from destiny.config import Activation, ErrorFunction
 from destiny.nn.losses import LossSpec, Outputs, element_loss
-from destiny.ops.random import uniform
+from destiny.ops.random import uniform, uniform_at
 from destiny.ops.sparse import SparseBatch
 
 
@@ -75,7 +75,18 @@ def row_sums(values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
     return torch.segment_reduce(values, "sum", lengths=batch.lengths, unsafe=True)
 
 
-def output_loss_ref(z: torch.Tensor, target: SparseBatch | torch.Tensor, spec: LossSpec) -> torch.Tensor:
+class _ShardOutputs(Outputs):
+    """SoftMax outputs of one rank's units of a layer split over ranks: a = exp(z − lse) with
+    the log-sum-exp of the whole row."""
+
+    def __init__(self, z: torch.Tensor, spec: LossSpec, lse: torch.Tensor):
+        self.z, self.kind = z, spec.activation.kind
+        self._log_a = z - lse
+        self.a = torch.exp(self._log_a)
+
+
+def output_loss_ref(z: torch.Tensor, target: SparseBatch | torch.Tensor, spec: LossSpec,
+                    lse: torch.Tensor | None = None) -> torch.Tensor:
     """Per-example loss (batch,) of an output layer with pre-activations z (batch, units).
 
     Sparse targets: every unit is scored as a zero target, then only the nonzero targets are
@@ -83,8 +94,12 @@ def output_loss_ref(z: torch.Tensor, target: SparseBatch | torch.Tensor, spec: L
     targets are 1 (1/#targets of the example for SoftMax + CrossEntropy, so the target is a
     distribution). With ignore_zero (DSSTNE's SparseIgnoreZero) only nonzero targets count.
     Per-example data weights multiply the loss. The gradient of the sum is DSSTNE's delta.
+
+    lse: (batch, 1) for a SoftMax layer split over ranks (z holds one rank's units): the
+    log-sum-exp of the whole rows (``functional.sharded_logsumexp``); the loss is then this
+    rank's part of the example's loss.
     """
-    out = Outputs(z, spec)
+    out = Outputs(z, spec) if lse is None else _ShardOutputs(z, spec, lse)
     if isinstance(target, SparseBatch):
         target = target.unpadded()
     if isinstance(target, torch.Tensor):
@@ -107,18 +122,33 @@ def output_loss_ref(z: torch.Tensor, target: SparseBatch | torch.Tensor, spec: L
     return loss
 
 
-def dropout_ref(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
+def mask_uniforms(x: torch.Tensor, seed: int, col_offset: int = 0, row_stride: int | None = None) -> torch.Tensor:
+    """The uniforms of x's elements for dropout: ``destiny.ops.random.uniform(seed, x.numel())``
+    in x's row-major order; or, when x (rows, cols) is columns [col_offset, col_offset + cols)
+    of a row_stride-wide layer (a model-parallel shard), element (b, j) takes number
+    b·row_stride + col_offset + j of that stream — its place in the whole layer's mask."""
+    if row_stride is None or (col_offset == 0 and row_stride == x.shape[-1]):
+        return uniform(seed, x.numel(), x.device).view_as(x)
+    rows, cols = x.numel() // max(x.shape[-1], 1), x.shape[-1]
+    index = (torch.arange(rows, dtype=torch.int64, device=x.device)[:, None] * row_stride + col_offset
+             + torch.arange(cols, dtype=torch.int64, device=x.device)[None, :])
+    return uniform_at(seed, index).view_as(x)
+
+
+def dropout_ref(x: torch.Tensor, p: float, seed: int, col_offset: int = 0,
+                row_stride: int | None = None) -> torch.Tensor:
     """Inverted dropout: each element is kept when its uniform u ≥ p and scaled by 1/(1-p).
-    The uniforms are ``destiny.ops.random.uniform(seed, x.numel())`` in x's row-major order."""
-    keep = uniform(seed, x.numel(), x.device).view_as(x) >= p
+    The uniforms are ``mask_uniforms(x, seed, col_offset, row_stride)``."""
+    keep = mask_uniforms(x, seed, col_offset, row_stride) >= p
     return torch.where(keep, x * (1.0 / (1.0 - p)), torch.zeros_like(x))
 
 
-def alpha_dropout_ref(x: torch.Tensor, p: float, seed: int, saturation: float) -> torch.Tensor:
+def alpha_dropout_ref(x: torch.Tensor, p: float, seed: int, saturation: float, col_offset: int = 0,
+                      row_stride: int | None = None) -> torch.Tensor:
     """Alpha dropout for ELU/SELU layers (Klambauer et al. 2017): dropped units take the
     activation's negative saturation value, then an affine map keeps mean and variance."""
     q = 1.0 - p
-    keep = uniform(seed, x.numel(), x.device).view_as(x) >= p
+    keep = mask_uniforms(x, seed, col_offset, row_stride) >= p
     a = (q + saturation * saturation * p * q) ** -0.5
     b = -a * saturation * p
     return a * torch.where(keep, x, torch.full_like(x, saturation)) + b

@@ -95,6 +95,40 @@ class SparseBatch:
         out.index_put_((b.rows(), b.indices), b.values_or_ones(dtype), accumulate=True)
         return out
 
+    def columns(self, lo: int, hi: int) -> "SparseBatch":
+        """The batch restricted to features [lo, hi), renumbered from 0 (n_features hi − lo):
+        one rank's shard of a model-parallel layer. Each example keeps its nonzeros in that
+        range, in order. A padded batch stays padded with the same capacity and no host sync
+        (a cumulative count and a search place the kept slots first); an unpadded one is
+        compacted (a host sync)."""
+        if lo == 0 and hi == self.n_features:
+            return self
+        width = hi - lo
+        idx = self.indices
+        inside = (idx >= lo) & (idx < hi)
+        if not self.padded:
+            kept = torch.zeros(self.nnz + 1, dtype=torch.int64, device=self.device)
+            torch.cumsum(inside, 0, out=kept[1:])
+            offsets = kept[self.offsets]
+            values = None if self.values is None else self.values[inside]
+            return SparseBatch(offsets, idx[inside] - lo, values, width, self.weights, self.ignore_zero)
+        batch, capacity = self.batch_size, self.nnz
+        rows = self.rows()
+        inside &= rows < batch
+        kept = torch.zeros(capacity + 1, dtype=torch.int64, device=self.device)
+        torch.cumsum(inside, 0, out=kept[1:])  # kept[k]: kept slots before slot k
+        offsets = kept[self.offsets]
+        slots = torch.arange(capacity, dtype=torch.int64, device=self.device)
+        source = torch.searchsorted(kept[1:], slots + 1).clamp_(max=max(capacity - 1, 0))  # (C,) slot of the j-th kept
+        real = slots < kept[-1]
+        indices = torch.where(real, idx[source] - lo, width)
+        values = None if self.values is None else torch.where(real, self.values[source],
+                                                              torch.zeros((), dtype=self.values.dtype,
+                                                                          device=self.device))
+        out = SparseBatch(offsets, indices, values, width, self.weights, self.ignore_zero, padded=True)
+        out._rows = torch.where(real, rows[source], batch)
+        return out
+
     def to(self, device: torch.device | str) -> "SparseBatch":
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
         return SparseBatch(move(self.offsets), move(self.indices), move(self.values),
