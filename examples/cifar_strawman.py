@@ -172,9 +172,11 @@ def _epochs(model, opt, orders, xs, ys, args, device, seconds) -> None:
         for b in range(0, len(order), args.batch_size):
             idx = order[b:b + args.batch_size]
             x = xs.index_select(0, idx).float() / 256.0 - 0.5
-            # cross entropy through one_hot: CUDA's nll_loss may refuse deterministic mode
+            # cross entropy with an elementwise one-hot: no scatter or nll_loss kernel that
+            # deterministic mode might refuse on CUDA
             logp = F.log_softmax(model(x), dim=1)
-            loss = -(F.one_hot(ys.index_select(0, idx), logp.shape[1]).to(logp.dtype) * logp).sum(1).mean()
+            hot = torch.arange(logp.shape[1], device=device)[None, :] == ys.index_select(0, idx)[:, None]
+            loss = -(hot.to(logp.dtype) * logp).sum(1).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -111,7 +111,8 @@ def test_convolution_matches_dsstnes_definition(dims, kernel, stride):
 @pytest.mark.parametrize("fn", ["Max", "Average"])
 @pytest.mark.parametrize("dims,kernel,stride", [((7, 5, 2), [3, 3], [1, 1]), ((7, 6, 2), [3, 2], [2, 2]),
                                                 ((6, 5, 3), [2, 2], [1, 1]), ((9, 2), [3], [2]),
-                                                ((4, 4, 3, 2), [2, 2, 3], [2, 2, 1])])
+                                                ((4, 4, 3, 2), [2, 2, 3], [2, 2, 1]),
+                                                ((5, 4, 3, 2), [2, 3, 2], [1, 1, 1])])
 def test_pooling_matches_dsstnes_definition(fn, dims, kernel, stride):
     net = build([image_input(dims),
                  {"Name": "p", "Type": "Pooling", "Function": fn, "Kernel": kernel, "KernelStride": stride},

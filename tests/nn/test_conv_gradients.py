@@ -63,6 +63,12 @@ def test_pooling(fn, kernel, stride):
     run(net_of([image((7, 6, 2)), conv("c", 3, [3, 3]), pool, softmax_out()]))
 
 
+@pytest.mark.parametrize("fn", ["Max", "Average"])
+def test_pooling_3d(fn):
+    pool = {"Name": "p", "Type": "Pooling", "Function": fn, "Kernel": [2, 3, 2], "KernelStride": [2, 1, 2]}
+    run(net_of([image((5, 4, 4, 2)), conv("c", 2, [3, 3, 3]), pool, softmax_out()]))
+
+
 def test_lrn():
     run(net_of([image((5, 4, 2)), conv("c", 6, [3, 3], act="Relu"),
                 {"Name": "l", "Type": "Pooling", "Function": "LRN"}, softmax_out()],

@@ -54,8 +54,8 @@ from destiny.nn.activations import activate
 
 WINDOWED = (PoolingFunction.MAX, PoolingFunction.AVERAGE)
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-_MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
-_AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+_MAX = {1: F.max_pool1d, 2: F.max_pool2d}
+_AVG = {1: F.avg_pool1d, 2: F.avg_pool2d}
 
 
 @dataclass(frozen=True)
@@ -189,21 +189,37 @@ def convolve(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, win: Window) 
     return win.crop(y)
 
 
+def _pool(v: torch.Tensor, fn: PoolingFunction, kernel, stride, pad) -> torch.Tensor:
+    """torch pooling over the trailing len(kernel) axes (torch order: kernel etc. given x last)."""
+    op = (_MAX if fn == PoolingFunction.MAX else _AVG)[len(kernel)]
+    extra = {} if fn == PoolingFunction.MAX else {"count_include_pad": False}
+    return op(v, kernel_size=tuple(kernel), stride=tuple(stride), padding=tuple(pad), **extra)
+
+
 def pool(x: torch.Tensor, fn: PoolingFunction, win: Window) -> torch.Tensor:
-    """Max or Average (padding excluded) pooling: (batch, units) → (batch, out units)."""
-    n = len(win.kernel)
-    args = {"kernel_size": tuple(reversed(win.kernel)), **win.torch_args()}
-    if fn == PoolingFunction.MAX:
-        y = _MAX[n](win.view(x), **args)
-    else:
-        y = _AVG[n](win.view(x), count_include_pad=False, **args)
-    return win.crop(y)
+    """Max or Average (padding excluded) pooling: (batch, units) → (batch, out units).
+
+    A 3-D window runs as a (y, x) window then a z window: max and the padding-excluding
+    average are separable (the average's count is the product of the axes' counts), and
+    CUDA has no deterministic backward for MaxPool3d / AvgPool3d, which Destiny's
+    deterministic mode would refuse."""
+    kernel, stride, pad = (tuple(reversed(t)) for t in (win.kernel, win.stride, win.padding))  # torch order
+    v = win.view(x)
+    if len(kernel) < 3:
+        return win.crop(_pool(v, fn, kernel, stride, pad))
+    b, c, z, h, w = v.shape
+    plane = _pool(v.reshape(b, c * z, h, w), fn, kernel[1:], stride[1:], pad[1:])  # (b, c·z, h', w')
+    h2, w2 = plane.shape[-2:]
+    deep = _pool(plane.reshape(b, c, z, h2 * w2), fn, (kernel[0], 1), (stride[0], 1), (pad[0], 0))
+    return win.crop(deep.reshape(b, c, deep.shape[2], h2, w2))
 
 
 def lrn(x: torch.Tensor, channels: int, spatial: tuple[int, ...], config: NetworkConfig) -> torch.Tensor:
-    """Cross-channel local response normalisation with the network's parameters."""
+    """Cross-channel local response normalisation with the network's parameters. The positions
+    are one axis, (batch, channels, positions): torch then sums the window with a 2-D average
+    pool, whose CUDA backward is deterministic (its 4-D path uses AvgPool3d, whose is not)."""
     p = config.lrn
-    view = x.reshape(x.shape[0], channels, *(reversed(spatial) if spatial else (1,)))
+    view = x.reshape(x.shape[0], channels, math.prod(spatial))
     return F.local_response_norm(view, p.n, alpha=p.alpha, beta=p.beta, k=p.k).reshape(x.shape[0], -1)
 
 
