@@ -1,5 +1,10 @@
 """``destiny predict``: DSSTNE's predict tool (same short flags) with long options, any K, seen
-items removed rather than boosted, and CSV/Parquet output for data tools."""
+items removed rather than boosted, and CSV/Parquet output for data tools.
+
+Under a launcher (``torchrun --nproc-per-node N -m destiny predict …``, ``mpirun -np N destiny
+predict …``) the network is loaded sharded (each process its slice of every layer), each
+process ranks its items and the candidates are merged (``destiny.predict.topk``); rank 0 alone
+writes the recommendations and prints."""
 
 from __future__ import annotations
 
@@ -91,15 +96,19 @@ def load_input(args: argparse.Namespace, network):
                              index_path=args.input_index)
 
 
-def load_for_recommending(args: argparse.Namespace):
-    """(network, output layer, width, output index, input, filters) from the common options."""
+def load_for_recommending(args: argparse.Namespace, world=None):
+    """(network, output layer, width, output index, input, filters) from the common options;
+    world: a model-parallel ``destiny.parallel.World`` to load the network's shards on."""
     from destiny.backend import resolve_device
     from destiny.predict.filters import build_filters
     from destiny.predict.labels import Index
     from destiny.predict.topk import output_layer
     from destiny.train.checkpoint import load_network
 
-    network = load_network(args.network, device=resolve_device(args.device))
+    if world is not None and world.parallel:
+        network = load_network(args.network, world=world)
+    else:
+        network = load_network(args.network, device=resolve_device(args.device))
     layer = output_layer(network, args.layer)
     width = network.units[layer.name]
     output = Index.read(args.output_index)
@@ -111,21 +120,38 @@ def load_for_recommending(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    import functools
-
-    from destiny.cli.console import console
-    from destiny.predict.recommend import iter_recommendations
-    from destiny.predict.writers import RecsWriter, check_format, score_format
+    from destiny.cli.train import launched_world
+    from destiny.parallel import shutdown
 
     if args.k < 1:
         raise UsageError(f"-k/--top-k must be a positive integer, got {args.k}")
     check_common(args)
+    from destiny.predict.writers import check_format, score_format
+
     check_format(args.format)
     score_format(args.score_format, args.format)
-    network, layer, width, output, inp, filters = load_for_recommending(args)
+    world = launched_world(args.device)
+    try:
+        return _predict(args, world)
+    finally:
+        shutdown(world)
+
+
+def _predict(args: argparse.Namespace, world) -> int:
+    import functools
+
+    from destiny.cli.console import console
+    from destiny.predict.recommend import iter_recommendations
+    from destiny.predict.writers import RecsWriter
+
+    network, layer, width, output, inp, filters = load_for_recommending(args, world)
     batches = iter_recommendations(network, inp.datasets, args.k, exclude=filters.seen, include_only=filters.allowed,
                                    layer=layer.name, batch_size=args.batch_size, chunk=args.chunk,
                                    device=network.device)
+    if not world.is_root:  # every process ranks its items; rank 0 writes
+        for _ in batches:
+            pass
+        return 0
     with RecsWriter(args.recs, args.format, output.label_array(width), args.score_format) as writer:
         for rows, scores, items in batches:
             writer.write(inp.labels[rows], scores, items)

@@ -1,4 +1,17 @@
-"""``destiny train``: DSSTNE's train tool (same short flags) with long options."""
+"""``destiny train``: DSSTNE's train tool (same short flags) with long options.
+
+Model parallel with the same command line under a launcher (DSSTNE's ``mpirun -np N train``):
+
+    torchrun --nproc-per-node N -m destiny train -c net.json -i in.nc -o out.nc -n net.nc
+    torchrun --nproc-per-node N --no-python destiny train …       (the installed script)
+    mpirun -np N destiny train …                                  (Open MPI, MPICH)
+    torchrun --nnodes M --nproc-per-node N --rdzv-backend c10d --rdzv-endpoint HOST:PORT -m destiny train …
+
+When the launcher's variables say there are several processes (``destiny.parallel.
+init_from_environment``), every process reads the same files, holds its shards of every layer
+on its GPU (cuda:LOCAL_RANK; gloo on CPU) and trains them; only rank 0 prints and writes the
+network (the ordinary whole file, loadable on any number of processes).
+"""
 
 from __future__ import annotations
 
@@ -66,34 +79,63 @@ def dataset_dims(datasets: dict) -> dict:
     return {name: tuple(d.dims) for name, d in datasets.items()}
 
 
+class Quiet:
+    """The console of a process that is not rank 0: prints nothing."""
+
+    def print(self, *args, **kwargs) -> None:
+        pass
+
+
+def launched_world(device: str):
+    """The model-parallel World when a launcher (torchrun, mpirun) started several processes,
+    else one process on ``device``."""
+    from destiny.backend import resolve_device
+    from destiny.parallel import World, environment_world_size, init_from_environment
+
+    if environment_world_size() > 1:
+        return init_from_environment(device)
+    return World.single(resolve_device(device))
+
+
 def run(args: argparse.Namespace) -> int:
-    from destiny.backend import device_name, resolve_device
-    from destiny.cli.console import console
-    from destiny.config import load_config
     from destiny.errors import UsageError
-    from destiny.nn.network import Network
-    from destiny.train.checkpoint import save_network, trainer_state
-    from destiny.train.optimizers import Hyperparameters, Optimizer
-    from destiny.train.trainer import Trainer
+    from destiny.parallel import shutdown
 
     if args.epochs < 1 or args.batch_size < 1:
         raise UsageError("--epochs and --batch-size must be positive integers")
     if os.path.exists(args.network) and not args.force:
         raise UsageError(f"{args.network} exists; DSSTNE's train refuses to overwrite a network, and so does "
                          "Destiny: remove it, name another file, or pass --force")
-    out = console()
+    world = launched_world(args.device)
+    try:
+        return _train(args, world)
+    finally:
+        shutdown(world)
+
+
+def _train(args: argparse.Namespace, world) -> int:
+    from destiny.backend import device_name
+    from destiny.cli.console import console
+    from destiny.config import load_config
+    from destiny.nn.network import Network
+    from destiny.train.checkpoint import save_network, trainer_state
+    from destiny.train.optimizers import Hyperparameters, Optimizer
+    from destiny.train.trainer import Trainer
+
+    out = console() if world.is_root else Quiet()
     config = load_config(args.config)
-    device = resolve_device(args.device)
+    device = world.device
     datasets = read_datasets([args.input, args.output])
     validation = read_datasets(args.validation) if args.validation else None
-    network = Network.from_config(config, dataset_dims(datasets), seed=args.seed, source=args.config)
+    network = Network.from_config(config, dataset_dims(datasets), seed=args.seed, source=args.config,
+                                  world=world if world.parallel else None)  # one process: built on the CPU
     optimizer = Optimizer.parse(args.optimizer)
     hyper = Hyperparameters(alpha=args.alpha, lam=args.lam, lam1=args.lam1, mu=args.mu, mu1=args.mu1)
     trainer = Trainer(network, optimizer, hyper, batch_size=args.batch_size, seed=args.seed, device=device,
-                      shuffle=args.shuffle, progress=not args.quiet, precision=args.precision)
-    n_params = sum(p.numel() for p in network.parameters())
-    out.print(f"Training {config.name or args.config}: {n_params:,} parameters, {optimizer.value}, "
-              f"alpha {trainer.optimizer.hyper.alpha:g}, batch {args.batch_size}, on {device_name(device)}")
+                      shuffle=args.shuffle, progress=not args.quiet, precision=args.precision, world=world)
+    where = device_name(device) + (f" × {world.size} processes (model parallel)" if world.parallel else "")
+    out.print(f"Training {config.name or args.config}: {network.n_parameters():,} parameters, {optimizer.value}, "
+              f"alpha {trainer.optimizer.hyper.alpha:g}, batch {args.batch_size}, on {where}")
     stem = args.network[:-3] if args.network.endswith(".nc") else args.network
 
     def report(result, tr) -> None:
@@ -108,12 +150,12 @@ def run(args: argparse.Namespace) -> int:
             out.print(f"  checkpoint {stem}.epoch{result.epoch}.nc (fingerprint {fp})")
 
     trainer.callbacks.append(report)
-    if args.history:  # the whole history so far, rewritten atomically after each epoch
+    if args.history and world.is_root:  # the whole history so far, rewritten atomically after each epoch
         from destiny.train.history import history_callback
 
         trainer.callbacks.append(history_callback(args.history, {"config": args.config, "network_file": args.network}))
     trainer.fit(datasets, args.epochs, validation)
-    info, _ = trainer_state(trainer)
+    info, _ = trainer_state(trainer, optimizer_state=False)
     fingerprint = save_network(network, args.network, info)
     out.print(f"Saved {args.network} (fingerprint {fingerprint})")
     return 0

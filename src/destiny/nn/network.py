@@ -9,6 +9,17 @@ pre-activations against sparse or dense targets without a dense target tensor.
 
 Randomness (dropout, denoising) comes from counter-based streams keyed by (seed, epoch, step,
 layer), so a run is reproducible and a resumed run draws the same numbers.
+
+Model parallel (``world`` of N processes, ``destiny.parallel``): every layer's units are split
+by ``shard_bounds`` and this process holds, computes and stores its units only — activations
+(batch, its units), each matrix's slice (``parallel.plan``: split by output columns with the
+input all-gathered, or by input rows with the partial products reduce-scattered and the bias
+added after), biases, batch-norm parameters and statistics. Input layers are held whole (every
+process reads the same data): a matrix split by input rows reads the process's features
+(``SparseBatch.columns``), one split by output columns reads them all. Initial weights and
+dropout masks are the one-process numbers' slices (counter-based streams indexed by the
+element's place in the whole layer). The loss an output layer computes is the process's part
+(its units); the sum over processes is the loss. At world size 1 none of this runs.
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
-from destiny.config import Activation, LayerConfig, LayerKind, LayerType, NetworkConfig
+from destiny.config import Activation, ErrorFunction, LayerConfig, LayerKind, LayerType, NetworkConfig
 from destiny.config.shapes import WeightSpec, batch_norm_size, resolve_shapes, weight_specs
 from destiny.errors import DataError
 from destiny.nn import conv  # Convolutional and Pooling layers
@@ -30,6 +41,7 @@ from destiny.nn.losses import LossSpec
 from destiny.ops import functional as ops
 from destiny.ops.random import stream_seed
 from destiny.ops.sparse import SparseBatch
+from destiny.parallel import OUTPUT, MatrixShard, World, all_reduce, gather_units, plan_matrices, reduce_scatter_units
 
 BN_EPSILON = 1e-5  # cuDNN's CUDNN_BN_MIN_EPSILON, as DSSTNE
 PENALTY_CLAMP = (1e-6, 0.999999)  # DSSTNE's MIN_ACTIVATION / MAX_ACTIVATION
@@ -69,16 +81,29 @@ class _ClipRowGrad(torch.autograd.Function):
     (DSSTNE's DeltaNorm on the delta, which is batch × the gradient of the mean loss)."""
 
     @staticmethod
-    def forward(ctx, z, max_norm):
-        ctx.max_norm = max_norm
+    def forward(ctx, z, max_norm, world=None):
+        ctx.max_norm, ctx.world = max_norm, world
         return z.view_as(z)
 
     @staticmethod
     def backward(ctx, grad):
         limit = ctx.max_norm / grad.shape[0]
-        norms = grad.flatten(1).norm(dim=1).clamp(min=1e-30)
+        if ctx.world is not None and ctx.world.parallel:  # the whole row's norm: squares all-reduced
+            norms = all_reduce(grad.flatten(1).pow(2).sum(1), ctx.world).sqrt().clamp(min=1e-30)
+        else:
+            norms = grad.flatten(1).norm(dim=1).clamp(min=1e-30)
         scale = torch.clamp(limit / norms, max=1.0).view(-1, *([1] * (grad.dim() - 1)))
-        return grad * scale, None
+        return grad * scale, None, None
+
+
+class _Values(dict):
+    """Layer values by name (what ``forward`` returns), with a model-parallel pass's
+    all-gathered and column-restricted values cached beside them."""
+
+    def __init__(self):
+        super().__init__()
+        self.full: dict[str, object] = {}
+        self.shard: dict[str, object] = {}
 
 
 class Network(torch.nn.Module):
@@ -86,12 +111,23 @@ class Network(torch.nn.Module):
 
     dims: every layer's unit dimensions (``destiny.config.shapes.resolve_shapes``).
     seed: initial weights and all training randomness derive from it. initialize=False leaves
-    the weights unset, for loading them from a file.
+    the weights unset, for loading them from a file. world: the processes of a model-parallel
+    run (``destiny.parallel.World``; default one process on the CPU); this process then holds
+    its shards, created on ``world.device``.
     """
 
     def __init__(self, config: NetworkConfig, dims: Mapping[str, tuple[int, ...]], *, seed: int = 12134,
-                 dtype: torch.dtype = torch.float32, source: str = "<config>", initialize: bool = True):
+                 dtype: torch.dtype = torch.float32, source: str = "<config>", initialize: bool = True,
+                 world: World | None = None):
         super().__init__()
+        self.world = world if world is not None else World.single()
+        for i, layer in enumerate(config.layers):
+            if self.world.parallel and layer.type != LayerType.FULLY_CONNECTED:
+                from destiny.errors import ConfigError
+
+                raise ConfigError(f"{source}: Layers[{i}] (layer '{layer.name}'): {layer.type.json} layers "
+                                  f"do not run model-parallel ({self.world.size} processes) yet; train this "
+                                  "network in one process")
         self.config = config
         self.dims = {name: tuple(d) for name, d in dims.items()}
         self.specs: list[WeightSpec] = weight_specs(config, self.dims, source)
@@ -102,27 +138,37 @@ class Network(torch.nn.Module):
         self.activation = {l.name: ActivationSpec.of(config, l) for l in config.layers if l.kind != LayerKind.INPUT}
         self.loss_spec = {l.name: LossSpec.of(config, l, source) for l in config.output_layers}
         self._spec_of = {(s.input_layer, s.output_layer): s for s in self.specs}
+        self.bounds = {name: self.world.bounds(n) for name, n in self.units.items()}  # this rank's units
+        self.plan: dict[int, MatrixShard] = plan_matrices([s for s in self.specs if not s.convolutional],
+                                                          self.world.size, self.world.rank)
+        device = self.world.device  # World.single(): the CPU
         self.weights = torch.nn.ParameterDict()
         self.biases = torch.nn.ParameterDict()
         for spec in self.specs:
             layer = config.layer(spec.output_layer)
             if not spec.shared_from:
                 fan_in, fan_out = conv.fans(spec) if spec.convolutional else (spec.shape[0], spec.shape[1])
-                w = init_weight(spec.shape, layer.weight_init, fan_in, fan_out, seed, f"w{spec.index}", dtype) \
-                    if initialize else torch.empty(spec.shape, dtype=dtype)
+                shard = self.plan.get(spec.index)  # None: convolutional, held whole
+                rows, cols = (shard.rows, shard.cols) if shard is not None else (None, None)
+                w = init_weight(spec.shape, layer.weight_init, fan_in, fan_out, seed, f"w{spec.index}", dtype,
+                                rows=rows, cols=cols, device=device) if initialize else \
+                    torch.empty(shard.shape if shard is not None else spec.shape, dtype=dtype, device=device)
                 self.weights[f"w{spec.index}"] = torch.nn.Parameter(w)
-            bias = torch.full((spec.bias_size,), layer.weight_init.bias, dtype=dtype)
+            lo, hi = self.plan[spec.index].bias if spec.index in self.plan else (0, spec.bias_size)
+            bias = torch.full((hi - lo,), layer.weight_init.bias, dtype=dtype, device=device)
             self.biases[f"b{spec.index}"] = torch.nn.Parameter(bias)
         self.bn_scale = torch.nn.ParameterDict()
         self.bn_shift = torch.nn.ParameterDict()
         for layer in config.layers:
             size = batch_norm_size(layer, self.dims.get(layer.name))
+            if size and self.world.parallel:  # FullyConnected: one per unit, split with the units
+                size = self.bounds[layer.name][1] - self.bounds[layer.name][0]
             if size:
-                self.bn_scale[layer.name] = torch.nn.Parameter(torch.ones(size, dtype=dtype))
-                self.bn_shift[layer.name] = torch.nn.Parameter(torch.zeros(size, dtype=dtype))
-                self.register_buffer(f"bn_mean_{layer.name}", torch.zeros(size, dtype=dtype))
-                self.register_buffer(f"bn_var_{layer.name}", torch.ones(size, dtype=dtype))
-                self.register_buffer(f"bn_calls_{layer.name}", torch.zeros((), dtype=torch.int64))
+                self.bn_scale[layer.name] = torch.nn.Parameter(torch.ones(size, dtype=dtype, device=device))
+                self.bn_shift[layer.name] = torch.nn.Parameter(torch.zeros(size, dtype=dtype, device=device))
+                self.register_buffer(f"bn_mean_{layer.name}", torch.zeros(size, dtype=dtype, device=device))
+                self.register_buffer(f"bn_var_{layer.name}", torch.ones(size, dtype=dtype, device=device))
+                self.register_buffer(f"bn_calls_{layer.name}", torch.zeros((), dtype=torch.int64, device=device))
 
     # -- construction -------------------------------------------------------------------------
 
@@ -148,6 +194,29 @@ class Network(torch.nn.Module):
     def bias(self, spec: WeightSpec) -> torch.Tensor:
         return self.biases[f"b{spec.index}"]
 
+    def sharding(self, name: str) -> tuple[int, int] | None:
+        """How the parameter or buffer ``name`` (as in ``state_dict``) is split over the
+        processes: (axis, whole length along it) — this rank holds ``shard_bounds`` of that
+        length — or None if every process holds all of it. At world size 1 the bounds are the
+        whole length."""
+        kind, _, key = name.partition(".")
+        if kind == "weights":
+            spec = self.specs[int(key[1:])]
+            shard = self.plan.get(spec.index)
+            return None if shard is None else (shard.axis, spec.shape[shard.axis])
+        if kind == "biases":
+            spec = self.specs[int(key[1:])]
+            return (0, spec.bias_size) if spec.index in self.plan else None
+        for prefix in ("bn_scale.", "bn_shift.", "bn_mean_", "bn_var_"):
+            if name.startswith(prefix) and self.config.layer(name[len(prefix):]).type == LayerType.FULLY_CONNECTED:
+                return 0, self.units[name[len(prefix):]]
+        return None
+
+    def n_parameters(self) -> int:
+        """Trainable parameters of the whole network (all processes together)."""
+        total = sum(s.parameters for s in self.specs)
+        return total + sum(2 * batch_norm_size(l, self.dims.get(l.name)) for l in self.config.layers)
+
     @property
     def device(self) -> torch.device:
         return next(iter(self.biases.values())).device
@@ -170,7 +239,7 @@ class Network(torch.nn.Module):
         hidden layers their activations (after dropout when ``noise`` is given, i.e. in
         training), Output layers their pre-activations. ``stop_at``: compute only these
         layers and what they need."""
-        values: dict[str, torch.Tensor | SparseBatch] = {}
+        values: dict[str, torch.Tensor | SparseBatch] = _Values()
         needed = self._needed(stop_at) if stop_at else None
         for layer in self.order:
             if needed is not None and layer.name not in needed:
@@ -229,6 +298,23 @@ class Network(torch.nn.Module):
     def _layer(self, layer: LayerConfig, values, noise: Noise | None) -> torch.Tensor:
         if layer.type != LayerType.FULLY_CONNECTED:  # conv hook: Convolutional and Pooling, nn/conv.py
             return conv.layer_forward(self, layer, values, noise)
+        z = self.preactivation(layer, values)
+        if layer.batch_norm:
+            z = self._batch_norm(layer, z, training=noise is not None)
+        if layer.delta_norm > 0 and noise is not None:
+            z = _ClipRowGrad.apply(z, layer.delta_norm, self.world)
+        if layer.kind == LayerKind.OUTPUT:
+            return z
+        a = self._activate(layer.name, z)
+        if noise is not None and layer.p_dropout > 0:
+            a = self._dropout(layer, a, noise)
+        return a
+
+    def preactivation(self, layer: LayerConfig, values) -> torch.Tensor:
+        """Σ over the sources of source × weight + bias, plus the skips: (batch, units) of a
+        FullyConnected layer; over N processes this rank's units (the module docstring)."""
+        if self.world.parallel:
+            return self._preactivation_shard(layer, values)
         z = None
         for src in layer.sources:
             spec = self._spec_of[(src, layer.name)]
@@ -238,16 +324,30 @@ class Network(torch.nn.Module):
             z = term if z is None else z + term
         for skip in layer.skips:
             z = z + self._source_value(skip, values)
-        if layer.batch_norm:
-            z = self._batch_norm(layer, z, training=noise is not None)
-        if layer.delta_norm > 0 and noise is not None:
-            z = _ClipRowGrad.apply(z, layer.delta_norm)
-        if layer.kind == LayerKind.OUTPUT:
-            return z
-        a = activate(z, self.activation[layer.name])
-        if noise is not None and layer.p_dropout > 0:
-            a = self._dropout(layer, a, noise)
-        return a
+        return z
+
+    def _preactivation_shard(self, layer: LayerConfig, values) -> torch.Tensor:
+        z = None
+        for src in layer.sources:
+            spec = self._spec_of[(src, layer.name)]
+            w, b = self.weight(spec), self.bias(spec)
+            if self.plan[spec.index].mode == OUTPUT:  # all the input × my columns
+                x = self.full_value(src, values)
+                term = ops.sparse_linear(x, w, b) if isinstance(x, SparseBatch) else torch.addmm(b, x, w)
+            else:  # my input units × my rows: a partial sum of every unit, reduce-scattered
+                x = self.shard_value(src, values)
+                partial = ops.sparse_linear(x, w) if isinstance(x, SparseBatch) else x @ w  # (batch, all units)
+                term = reduce_scatter_units(partial, self.world, spec.shape[1]) + b
+            z = term if z is None else z + term
+        for skip in layer.skips:
+            z = z + self.shard_value(skip, values)
+        return z
+
+    def _activate(self, name: str, z: torch.Tensor) -> torch.Tensor:
+        act = self.activation[name]
+        if self.world.parallel and act.kind == Activation.SOFTMAX:  # the whole row's sum
+            return ops.sharded_softmax(z, self.world)
+        return activate(z, act)
 
     def _source_value(self, name: str, values):
         """What a layer reads from ``name``: its activations (an Output layer's values are its
@@ -255,8 +355,37 @@ class Network(torch.nn.Module):
         value = values[name]
         layer = self.config.layer(name)
         if layer.kind == LayerKind.OUTPUT:
-            value = activate(value, self.activation[name])
+            value = self._activate(name, value)
         return value
+
+    def full_value(self, name: str, values):
+        """What a matrix split by output columns reads from layer ``name``: all its units —
+        an Input layer's batch as it is, another layer's activations all-gathered (once a pass,
+        cached in ``values``). At world size 1: its activations."""
+        if not self.world.parallel:
+            return self._source_value(name, values)
+        cache = getattr(values, "full", {})
+        if name not in cache:
+            value = self._source_value(name, values)
+            if self.config.layer(name).kind != LayerKind.INPUT:
+                value = gather_units(value, self.world, self.units[name])
+            cache[name] = value
+        return cache[name]
+
+    def shard_value(self, name: str, values):
+        """What a matrix split by input rows (or a skip) reads from layer ``name``: this rank's
+        units — an Input layer's batch restricted to them (``SparseBatch.columns``, or a column
+        slice), another layer's activations as they are. At world size 1: its activations."""
+        if not self.world.parallel:
+            return self._source_value(name, values)
+        cache = getattr(values, "shard", {})
+        if name not in cache:
+            value = self._source_value(name, values)
+            if self.config.layer(name).kind == LayerKind.INPUT:
+                lo, hi = self.bounds[name]
+                value = value.columns(lo, hi) if isinstance(value, SparseBatch) else value[:, lo:hi]
+            cache[name] = value
+        return cache[name]
 
     def _batch_norm(self, layer: LayerConfig, z: torch.Tensor, training: bool) -> torch.Tensor:
         calls = getattr(self, f"bn_calls_{layer.name}")
@@ -271,10 +400,12 @@ class Network(torch.nn.Module):
     def _dropout(self, layer: LayerConfig, a: torch.Tensor, noise: Noise) -> torch.Tensor:
         seed = noise.seed_for("dropout", layer.name)
         act = self.activation[layer.name]
+        # a shard draws its elements' numbers of the whole layer's mask
+        shard = (self.bounds[layer.name][0], self.units[layer.name]) if self.world.parallel else (0, None)
         if act.kind in (Activation.ELU, Activation.SELU):
             lam = act.lam if act.kind == Activation.SELU else 1.0
-            return ops.alpha_dropout(a, layer.p_dropout, seed, saturation=-lam * act.alpha)
-        return ops.dropout(a, layer.p_dropout, seed)
+            return ops.alpha_dropout(a, layer.p_dropout, seed, -lam * act.alpha, *shard)
+        return ops.dropout(a, layer.p_dropout, seed, *shard)
 
     # -- losses and predictions ---------------------------------------------------------------
 
@@ -283,7 +414,9 @@ class Network(torch.nn.Module):
         """Summed loss over the batch and its parts: each output layer's error and the
         sparseness penalty. Differentiate ``total / batch`` for DSSTNE's gradient, or pass
         grad_scale, a 0-d tensor s = 1/batch, and call ``total.backward(s)``: fused losses then
-        fold s into their gradient (``ops.functional.output_loss``)."""
+        fold s into their gradient (``ops.functional.output_loss``). Over N processes: this
+        rank's part of them (its output units, its hidden units' penalties; targets are given
+        whole); the loss is the sum over ranks (``destiny.parallel.sum_float``)."""
         values = self.forward(inputs, noise)
         parts: dict[str, torch.Tensor] = {}
         for layer in self.output_layers():
@@ -294,13 +427,31 @@ class Network(torch.nn.Module):
             if n != self.units[layer.name]:
                 raise DataError(f"output layer '{layer.name}' has {self.units[layer.name]} units but its "
                                 f"targets have {n}; the dataset does not fit this network")
+            if self.world.parallel:
+                target = self._target_shard(layer, target)
             parts[layer.name] = ops.output_loss(values[layer.name], target, self.loss_spec[layer.name],
-                                                grad_scale=grad_scale).sum()
+                                                grad_scale=grad_scale, world=self.world).sum()
         penalty = self._sparseness_penalty(values) if noise is not None else None
         if penalty is not None:
             parts["SparsenessPenalty"] = penalty
         total = torch.stack(list(parts.values())).sum()
         return total, parts
+
+    def _target_shard(self, layer: LayerConfig, target):
+        """This rank's columns of an output layer's targets (sparse: renumbered from 0)."""
+        lo, hi = self.bounds[layer.name]
+        if not isinstance(target, SparseBatch):
+            return target.flatten(1)[:, lo:hi]
+        spec = self.loss_spec[layer.name]
+        if target.values is None and spec.activation.kind == Activation.SOFTMAX and \
+                spec.error_function == ErrorFunction.CROSS_ENTROPY:  # 1/#targets of the whole row
+            lengths = torch.cat([target.lengths, target.lengths.new_ones(1)]).clamp(min=1)
+            ones = torch.ones(target.nnz, dtype=self.dtype, device=target.device)
+            spread = SparseBatch(target.offsets, target.indices, ones / lengths[target.rows()].to(self.dtype),
+                                 target.n_features, target.weights, target.ignore_zero, target.padded)
+            spread._rows = target.rows()
+            target = spread
+        return target.columns(lo, hi)
 
     def _sparseness_penalty(self, values) -> torch.Tensor | None:
         """β·KL(p‖ρ̂) per sparse hidden unit, ρ̂ its mean activation over the batch; times the
@@ -336,7 +487,9 @@ class Network(torch.nn.Module):
             value = values[name]
             layer = self.config.layer(name)
             if layer.kind == LayerKind.OUTPUT:
-                value = activate(value, self.activation[name])
+                value = self._activate(name, value)
+            if self.world.parallel and layer.kind != LayerKind.INPUT:  # all the units, on every rank
+                value = gather_units(value, self.world, self.units[name])
             out[name] = value
         return out
 
@@ -385,5 +538,8 @@ class Network(torch.nn.Module):
                 if spec.convolutional:  # conv hook: per output channel, nn/conv.py
                     conv.apply_weight_norm(w, limit)
                     continue
-                norms = w.norm(dim=0).clamp(min=1e-30)
+                if self.world.parallel and self.plan[spec.index].mode != OUTPUT:  # rows split: whole columns
+                    norms = all_reduce(w.pow(2).sum(0), self.world).sqrt().clamp(min=1e-30)
+                else:
+                    norms = w.norm(dim=0).clamp(min=1e-30)
                 w.mul_(torch.clamp(limit / norms, max=1.0))

@@ -24,6 +24,14 @@ across chunks always uses the keys. So top-K depends neither on the order a kern
 equal values nor on the batch or chunk size. NaN ranks as −inf (never recommended), −0.0
 equals +0.0. SoftMax outputs are normalised with a running log-sum-exp over the chunks.
 Item indices must be below 2^32.
+
+Model parallel (a Network over N processes): each process scores only its items (its columns
+of the output layer, ``shard_bounds``) chunk by chunk, keeps its top-K with global item ids,
+and the N candidate lists are all-gathered and merged on the same keys (score, then the lower
+item index), so every process gets the one-process answer for the same scores; SoftMax's
+log-sum-exp is combined over the processes in rank order. An output matrix split by input rows
+(an output narrower than 2/3 of its input) is computed whole for the process's items first
+(batch × its items), then ranked in chunks the same way.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from destiny.errors import UsageError
 from destiny.nn.activations import activate
 from destiny.ops.reference import sparse_linear_ref
 from destiny.ops.sparse import SparseBatch
+from destiny.parallel import OUTPUT, all_gather_stack
 
 DEFAULT_CHUNK_ELEMENTS = 1 << 24  # batch × chunk ≤ 16M scores (64 MB in float32)
 BLOCK_ELEMENTS = 1 << 20  # float32 values (4 MB) of a chunk's rows handled at once by passes that need a temporary
@@ -125,6 +134,22 @@ class _Running:
         keys, items = _chunk_top(scores, self.k, start)
         self.keys, self.items = _merge(self.keys, self.items, keys, items, self.k)
 
+    def merge_ranks(self, world) -> None:
+        """Replace this rank's top-k by the top-k of every rank's (all-gathered, merged on the
+        keys): the same on every rank. Ranks holding fewer than k items pad with −inf."""
+        if not world.parallel:
+            return
+        batch, held = self.keys.shape
+        if held < self.k:  # pad to k candidates: −inf scores that lose every tie
+            pad_items = torch.full((batch, self.k - held), _INDEX_MASK, dtype=torch.int64, device=self.keys.device)
+            pad_keys = _item_keys(torch.full(pad_items.shape, -math.inf, device=self.keys.device), pad_items)
+            self.keys = torch.cat([self.keys, pad_keys], dim=1)
+            self.items = torch.cat([self.items, pad_items], dim=1)
+        keys = all_gather_stack(self.keys, world).permute(1, 0, 2).reshape(batch, -1)  # (batch, P·k), rank order
+        items = all_gather_stack(self.items, world).permute(1, 0, 2).reshape(batch, -1)
+        top, where = torch.topk(keys, min(self.k, keys.shape[1]), dim=1, sorted=True)
+        self.keys, self.items = top, torch.gather(items, 1, where)
+
     def result(self, activation=None) -> TopK:
         """Scores (``activation`` of the ranked values, if any) and items, −inf / −1 padded to k."""
         batch, k = self.keys.shape[0], self.k
@@ -158,11 +183,12 @@ def top_k(network, inputs: dict, k: int, *, layer: str | None = None, exclude: S
     if k < 1:
         raise UsageError(f"k must be a positive integer, not {k}")
     layer_cfg = output_layer(network, layer)
-    width = network.units[layer_cfg.name]
+    world = network.world
+    lo, hi = network.bounds[layer_cfg.name]  # this process's items (all of them in one process)
     sources = set(layer_cfg.sources) | set(layer_cfg.skips)
     values = network.forward(inputs, None, stop_at=sources)
     batch = next(v.shape[0] if isinstance(v, torch.Tensor) else v.batch_size for v in values.values())
-    chunk = _default_chunk(width, batch, chunk)
+    chunk = _default_chunk(hi - lo, batch, chunk)
     device = network.device
     act = network.activation[layer_cfg.name]
     softmax = act.kind == Activation.SOFTMAX
@@ -170,17 +196,31 @@ def top_k(network, inputs: dict, k: int, *, layer: str | None = None, exclude: S
     buffer = torch.empty(batch * chunk, dtype=network.dtype, device=device)  # the one batch × chunk buffer
     running = _Running(batch, k, device)
     lse = torch.full((batch,), -math.inf, dtype=torch.float32, device=device)
-    for start in range(0, width, chunk):
-        stop = min(start + chunk, width)
-        scores = _chunk_preactivation(network, layer_cfg, values, start, stop, buffer, batch)
+    whole = None  # model parallel, a matrix split by input rows: (batch, my items) at once
+    if world.parallel and any(network.plan[network._spec_of[(src, layer_cfg.name)].index].mode != OUTPUT
+                              for src in layer_cfg.sources):
+        whole = network.preactivation(layer_cfg, values)
+    for start in range(0, hi - lo, chunk):
+        stop = min(start + chunk, hi - lo)
+        if whole is not None:
+            scores = buffer[:batch * (stop - start)].view(batch, stop - start)
+            scores.copy_(whole[:, start:stop])
+        else:
+            scores = _chunk_preactivation(network, layer_cfg, values, start, stop, buffer, batch)
         if scores.dtype != torch.float32:
             scores = scores.float()
         if softmax:
             lse = torch.logaddexp(lse, _logsumexp_rows(scores))
         elif not by_preactivation:
             _activate_(scores, act)
-        running.add(scores, start, exclude, include_only)
+        running.add(scores, lo + start, exclude, include_only)  # global item ids
         del scores
+    running.merge_ranks(world)
+    if softmax and world.parallel:  # log Σ over every process's items, in rank order
+        every = all_gather_stack(lse, world)
+        lse = every[0]
+        for q in range(1, world.size):
+            lse = torch.logaddexp(lse, every[q])
     if softmax:
         return running.result(lambda z: torch.exp(z.double() - lse.double()[:, None]).float())
     return running.result((lambda z: activate(z.double(), act).float()) if by_preactivation else None)
@@ -208,13 +248,15 @@ def top_k_scores(scores: torch.Tensor, k: int, *, exclude: SparseBatch | None = 
 
 def _chunk_preactivation(network, layer_cfg, values, start: int, stop: int, buffer: torch.Tensor,
                          batch: int) -> torch.Tensor:
-    """(batch, stop − start) pre-activations of the output columns start:stop, in ``buffer``."""
+    """(batch, stop − start) pre-activations of the output columns start:stop (of this
+    process's columns, model parallel: all the sources' units all-gathered), in ``buffer``."""
     out = buffer[:batch * (stop - start)].view(batch, stop - start)
+    parallel = network.world.parallel
     for n, src in enumerate(layer_cfg.sources):
         spec = network._spec_of[(src, layer_cfg.name)]
         w = network.weight(spec)[:, start:stop]  # (inputs, columns) strided view: no copy
         b = network.bias(spec)[start:stop]
-        x = values[src]
+        x = network.full_value(src, values) if parallel else values[src]
         if isinstance(x, SparseBatch):  # gathers x's weight rows of the slice: (batch, columns)
             term = sparse_linear_ref(x, w, b)
             if n == 0:
@@ -227,7 +269,7 @@ def _chunk_preactivation(network, layer_cfg, values, start: int, stop: int, buff
         else:
             out.addmm_(x, w).add_(b)
     for skip in layer_cfg.skips:
-        out.add_(values[skip][:, start:stop])
+        out.add_((network.shard_value(skip, values) if parallel else values[skip])[:, start:stop])
     return out
 
 

@@ -23,6 +23,11 @@ numbers: the same kernels on the same shapes. Eager (with a one-time warning whe
 unexpected): the epoch's last partial batch, BatchNormalization networks (``F.batch_norm``
 takes its running-average momentum as a Python float), the torch reference path (CPU, or no
 Triton), an optimizer with parameters off the fused kernels, or a failed capture.
+
+Model parallel (N processes): steps run eagerly unless the Trainer was asked for CUDA graphs
+explicitly (``cuda_graphs=True``): NCCL collectives can be captured, but a capture that fails on
+one process and not on another would leave the processes waiting for each other, so it is
+opt-in until measured.
 """
 
 from __future__ import annotations
@@ -113,6 +118,9 @@ class StepRunner:
         t = self.trainer
         if not t.cuda_graphs:
             return "CUDA graphs are off (Trainer(cuda_graphs=False), or not a CUDA device)"
+        if t.world.parallel and t.cuda_graphs_asked is not True:
+            return (f"model parallel over {t.world.size} processes: capturing NCCL collectives is opt-in "
+                    "(Trainer(cuda_graphs=True))")
         if not self.static:
             return "the step does not run on the fused kernels with static shapes (no Triton on this device?)"
         if len(t.network.bn_scale):

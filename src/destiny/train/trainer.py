@@ -8,6 +8,11 @@ resumed at an epoch boundary continues exactly as the uninterrupted one.
 
 On CUDA the step has static shapes and no host sync, and is captured once in a CUDA graph and
 replayed (``destiny.train.step``); the host only copies each step's example ids and seeds.
+
+Model parallel (a Network built with a ``world`` of N processes): every process runs this same
+loop on the same data in the same order, on its shards; the optimizer updates its shards (its
+state is split with them); losses and the regularisation error are summed over the processes
+(in rank order) for reporting, and only rank 0 shows progress.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from destiny.backend import say_once
 from destiny.nn.network import Network
 from destiny.ops.functional import use_kernels
 from destiny.ops.random import stream_seed
+from destiny.parallel import World, all_reduce, sum_float
 from destiny.train.binding import Binding
 from destiny.train.optimizers import DsstneOptimizer, Hyperparameters, Optimizer
 from destiny.train.precision import Precision, autocast, matmul_precision
@@ -59,7 +65,9 @@ class Trainer:
     precision: fp32, tf32 or bf16 matrix products (``destiny.train.precision``).
     static_shapes: padded sparse batches, device seeds and scalars, no host sync in the step
     (None: where the fused kernels run, i.e. CUDA). cuda_graphs: capture the step in a CUDA
-    graph and replay it (None: on CUDA; see ``destiny.train.step`` for when it falls back).
+    graph and replay it (None: on CUDA; see ``destiny.train.step`` for when it falls back;
+    model parallel: only when True). world: the network's (``Network(world=…)``); the device is
+    then the world's.
     """
 
     def __init__(self, network: Network, optimizer: Optimizer | str = Optimizer.SGD,
@@ -67,7 +75,7 @@ class Trainer:
                  shuffle: bool | None = None, device: torch.device | str | None = None,
                  callbacks: list[Callback] | None = None, progress: bool = True,
                  precision: Precision | str = Precision.FP32, static_shapes: bool | None = None,
-                 cuda_graphs: bool | None = None):
+                 cuda_graphs: bool | None = None, world: World | None = None):
         from destiny.backend import resolve_device
         from destiny.train.determinism import make_deterministic
 
@@ -75,7 +83,21 @@ class Trainer:
             from destiny.errors import UsageError
 
             raise UsageError(f"the batch size must be a positive integer; got {batch_size}")
-        self.device = resolve_device(device) if device is not None else network.device
+        self.world = network.world if world is None else world
+        if self.world.size != network.world.size or self.world.rank != network.world.rank:
+            from destiny.errors import UsageError
+
+            raise UsageError(f"the Trainer's world ({self.world}) is not the network's ({network.world}); "
+                             "build the Network with the same world")
+        if self.world.parallel:
+            self.device = self.world.device
+            if device is not None and resolve_device(device).type != self.device.type:
+                from destiny.errors import UsageError
+
+                raise UsageError(f"device {device} asked for, but this process of the model-parallel run "
+                                 f"works on {self.device}")
+        else:
+            self.device = resolve_device(device) if device is not None else network.device
         make_deterministic(self.device)
         self.network = network.to(self.device)
         hyper = hyper or Hyperparameters()
@@ -88,7 +110,7 @@ class Trainer:
         self.seed = network.seed if seed is None else seed
         self.shuffle = network.config.shuffle_indices if shuffle is None else shuffle
         self.callbacks = list(callbacks or [])
-        self.progress = progress
+        self.progress = progress and self.world.is_root
         self.precision = Precision.parse(precision)
         self.epoch = 0  # epochs completed
         self.history: list[EpochResult] = []
@@ -96,6 +118,7 @@ class Trainer:
         if cuda_graphs and self.device.type != "cuda":
             say_once("cuda-graphs-device", f"CUDA graphs asked for on {self.device}: steps run eagerly")
         self.cuda_graphs = self.device.type == "cuda" and (cuda_graphs is None or bool(cuda_graphs))
+        self.cuda_graphs_asked = cuda_graphs
         self._runner: tuple[Binding, StepRunner] | None = None
         self._examples_stepped = 0
 
@@ -126,7 +149,7 @@ class Trainer:
             with matmul_precision(self.precision), autocast(self.precision, self.device):
                 loss, _ = self.network.loss(inputs, targets, None)
             total += loss.double()
-        return float(total) / max(binding.n_examples, 1)
+        return sum_float(float(total), self.world) / max(binding.n_examples, 1)
 
     # -- one epoch ----------------------------------------------------------------------------
 
@@ -148,7 +171,7 @@ class Trainer:
         total = runner.loss_sum
         total.zero_()
         started = time.perf_counter()
-        with _Progress(self.progress, n, f"Epoch {epoch}") as bar:
+        with _Progress(self.progress, n, f"Epoch {epoch}", show_loss=not self.world.parallel) as bar:
             for step, start in enumerate(range(0, n, self.batch_size)):
                 examples = order[start:start + self.batch_size]
                 runner.run(examples, epoch, step)
@@ -156,8 +179,8 @@ class Trainer:
         seconds = time.perf_counter() - started
         self.epoch = epoch
         validation = self.evaluate(check) if check is not None else None
-        return EpochResult(epoch, float(total) / n, self.regularization_error(), validation, lr, seconds,
-                           n / max(seconds, 1e-9))
+        return EpochResult(epoch, sum_float(float(total), self.world) / n, self.regularization_error(), validation,
+                           lr, seconds, n / max(seconds, 1e-9))
 
     def runner(self, binding: Binding) -> StepRunner:
         """The step runner (static buffers, CUDA graph) of a binding; the last one is kept."""
@@ -167,11 +190,11 @@ class Trainer:
 
     def step(self, binding: Binding, examples: torch.Tensor, epoch: int, step: int) -> torch.Tensor:
         """One minibatch: forward, loss, backward, update; returns the batch's summed loss
-        (a device value). examples: example numbers (a device tensor is copied to the host
-        first: a sync)."""
+        (a device value; model parallel: summed over the processes). examples: example numbers
+        (a device tensor is copied to the host first: a sync)."""
         runner = self.runner(binding)
         runner.run(torch.as_tensor(examples).cpu().numpy(), epoch, step)
-        return runner.last_loss.clone()
+        return all_reduce(runner.last_loss.clone(), self.world)
 
     def step_examples(self, binding: Binding, examples, *, epoch: int = 1, step: int | None = None) -> None:
         """One minibatch on host example numbers (numpy, list or CPU tensor) through the
@@ -193,7 +216,8 @@ class Trainer:
 
     @torch.no_grad()
     def regularization_error(self) -> float:
-        """Σ over weights of ½λw² + λ₁|w| (DSSTNE's "average regularization error")."""
+        """Σ over weights of ½λw² + λ₁|w| (DSSTNE's "average regularization error"; model
+        parallel: summed over the processes)."""
         h = self.optimizer.hyper
         if not h.lam and not h.lam1:
             return 0.0
@@ -201,14 +225,14 @@ class Trainer:
         for name, p in self.network.named_parameters():
             if name.startswith("weights."):
                 total += 0.5 * h.lam * float((p.double() ** 2).sum()) + h.lam1 * float(p.double().abs().sum())
-        return total
+        return sum_float(total, self.world)
 
 
 class _Progress:
     """A progress bar on the terminal (examples, examples/s, running loss), or nothing."""
 
-    def __init__(self, enabled: bool, total: int, label: str):
-        self.enabled, self.total, self.label = enabled, total, label
+    def __init__(self, enabled: bool, total: int, label: str, show_loss: bool = True):
+        self.enabled, self.total, self.label, self.show_loss = enabled, total, label, show_loss
         self._last = 0.0
 
     def __enter__(self):
@@ -235,7 +259,9 @@ class _Progress:
         fields = {}
         if now - self._last > 0.5 or seen == self.total:  # a host sync at most twice a second
             self._last = now
-            fields = {"rate": f"{seen / max(now - self._start, 1e-9):,.0f}", "loss": f"{float(loss_sum) / seen:.5g}"}
+            fields = {"rate": f"{seen / max(now - self._start, 1e-9):,.0f}",
+                      # model parallel: a rank holds only its part of the loss (summed at the epoch's end)
+                      "loss": f"{float(loss_sum) / seen:.5g}" if self.show_loss else "-"}
         self._progress.update(self._task, advance=count, **fields)
 
     def __exit__(self, *exc):
