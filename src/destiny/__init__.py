@@ -27,6 +27,9 @@ _EXPORTS = {
     "read_netcdf": "destiny.data",
     "write_netcdf": "destiny.data",
     "load_network": "destiny.train.checkpoint",
+    "to_torch": "destiny.interop",
+    "to_onnx": "destiny.interop",
+    "from_torch_mlp": "destiny.interop",
     "save_network": "destiny.train.checkpoint",
 }
 
