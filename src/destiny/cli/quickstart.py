@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from destiny.config import loads_config
     from destiny.data import split_dataset, synthesize, write_netcdf
     from destiny.errors import UsageError
+    from destiny.io.atomic import atomic_open
     from destiny.nn.network import Network
     from destiny.predict.metrics import ranking_metrics
     from destiny.predict.recommend import popularity, recommend
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     # 2. Network: the talk's MovieLens network, 256 units wide instead of 1536.
     text = importlib.resources.files("destiny").joinpath("configs/quickstart.json").read_text()
     config = loads_config(text, source="quickstart.json")
-    with open(os.path.join(args.workdir, "network.json"), "w") as stream:
+    with atomic_open(os.path.join(args.workdir, "network.json"), "w") as stream:
         stream.write(text)
     network = Network.from_config(config, {"input": train.dims, "output": train.dims}, seed=args.seed)
     n_params = sum(p.numel() for p in network.parameters())

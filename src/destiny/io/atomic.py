@@ -1,13 +1,41 @@
 """Write a file so that it is either whole or absent: a temporary file beside the target,
 flushed and fsynced, then renamed over it. On any error the temporary file is removed and the
-target is left as it was."""
+target is left as it was.
+
+A full disk, a quota, a read-only filesystem or a directory without write permission
+(ENOSPC, EDQUOT, EROFS, EACCES, EPERM) become a ``ResourceError`` naming the target, the
+reason and that nothing was written, instead of an ``OSError`` naming a temporary file.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from typing import IO, Iterator
+
+from destiny.errors import ResourceError
+
+# errno → (what happened, how to fix it)
+_RESOURCE_ERRNOS = {
+    errno.ENOSPC: ("the disk is full", "free space there or write to another disk"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free space there or write to another disk"),
+    errno.EROFS: ("the filesystem is read-only", "write to another directory"),
+    errno.EACCES: ("permission denied", "write to a directory you may write to, or change its permissions"),
+    errno.EPERM: ("the operation is not permitted", "write to a directory you may write to"),
+}
+
+
+def resource_error(path: str, exc: OSError) -> ResourceError | None:
+    """The ResourceError for an OSError of writing ``path`` (None: not a resource fault)."""
+    known = _RESOURCE_ERRNOS.get(exc.errno)
+    if known is None:
+        return None
+    what, fix = known
+    directory = os.path.dirname(os.path.abspath(path))
+    return ResourceError(f"cannot write {path}: {what} ({errno.errorcode[exc.errno]} in {directory}); nothing "
+                         f"was written and no partial file is left; {fix}")
 
 
 @contextlib.contextmanager
@@ -18,16 +46,36 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}", dir=directory)
+    except OSError as exc:
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(errno.ENOENT, f"cannot write {os.path.basename(path)} there: the directory "
+                                    "does not exist; create it or name a file in an existing directory",
+                                    directory) from None
+        raise resource_error(path, exc) or exc from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
         yield tmp
         _fsync_file(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except OSError as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        ours = exc.filename is None or os.fspath(exc.filename) in (tmp, path)  # not some other file's
+        error = resource_error(path, exc) if ours else None
+        if error is None:
+            raise
+        raise error from exc
+    except BaseException as exc:
+        full = not isinstance(exc, (KeyboardInterrupt, SystemExit)) and _nearly_full(directory)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if full:  # a library (netCDF4/HDF5) that reports ENOSPC as its own error
+            raise ResourceError(f"cannot write {path}: writing failed ({type(exc).__name__}: {exc}) with the disk "
+                                f"full ({directory}); nothing was written and no partial file is left; free space "
+                                "there or write to another disk") from exc
         raise
     _fsync_dir(directory)
 
@@ -41,6 +89,15 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     with atomic_path(path) as tmp:
         with open(tmp, mode, encoding=encoding, newline=newline) as stream:
             yield stream
+
+
+def _nearly_full(directory: str, margin: int = 1 << 20) -> bool:
+    """Whether less than ``margin`` bytes are free for this user in ``directory``."""
+    try:
+        st = os.statvfs(directory)
+    except (OSError, AttributeError):  # no statvfs (Windows)
+        return False
+    return st.f_bavail * st.f_frsize < margin
 
 
 def _umask() -> int:
