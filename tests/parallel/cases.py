@@ -21,29 +21,33 @@ from destiny.train.optimizers import Hyperparameters
 from destiny.train.trainer import Trainer
 from tests.helpers import config, sparse_dataset
 
-ITEMS, SIDE, EXAMPLES, BATCH = 47, 17, 60, 16
+ITEMS, TAGS, SIDE, EXAMPLES, BATCH = 47, 11, 17, 60, 16
 
 
 def data() -> dict:
-    """Sparse baskets of ITEMS items and a dense side input, EXAMPLES examples."""
+    """Sparse baskets of ITEMS items, sparse TAGS with values and a dense side input, EXAMPLES examples."""
     rng = np.random.default_rng(3)
     rows = [np.sort(rng.choice(ITEMS, size=rng.integers(2, 11), replace=False)) for _ in range(EXAMPLES)]
     baskets = sparse_dataset(rows, ITEMS)
+    tag_rows = [np.sort(rng.choice(TAGS, size=rng.integers(0, 4), replace=False)) for _ in range(EXAMPLES)]
+    tags = sparse_dataset(tag_rows, TAGS, [rng.uniform(0.5, 2.0, len(r)) for r in tag_rows])
     side = type("Dense", (), {})()
     side.data = rng.normal(size=(EXAMPLES, SIDE)).astype(np.float32)
     side.dims = (SIDE,)
-    return {"in": baskets, "out": baskets, "side": side}
+    return {"in": baskets, "out": baskets, "side": side, "tags": tags}
 
 
 def mixed(world: World, dtype=torch.float64, seed: int = 5):
-    """Input(47 sparse) → H1(29) → H2(11) ← Side(17 dense); H2 → H3(29, skip H1) → Output(47).
-    Splits: 47→29, 29→11 and 17→11 by input rows; 11→29 and 29→47 by output columns."""
+    """Input(47 sparse), Tags(11 sparse) → H1(29) → H2(11) ← Side(17 dense, dropout); H2 → H3(29,
+    skip H1) → Output(47). Splits: 47→29, 29→11 and 17→11 by input rows; 11→29 (sparse Tags →
+    H1 and H2 → H3) and 29→47 by output columns."""
     from destiny.nn.network import Network
 
     cfg = config([
         {"Name": "Input", "N": "auto", "DataSet": "in", "Sparse": True},
-        {"Name": "Side", "Kind": "Input", "N": SIDE, "DataSet": "side"},
-        {"Name": "H1", "N": 29, "Source": "Input", "Activation": "Relu", "pDropout": 0.2},
+        {"Name": "Side", "Kind": "Input", "N": SIDE, "DataSet": "side", "pDropout": 0.1},
+        {"Name": "Tags", "Kind": "Input", "N": TAGS, "DataSet": "tags", "Sparse": True},
+        {"Name": "H1", "N": 29, "Source": ["Input", "Tags"], "Activation": "Relu", "pDropout": 0.2},
         {"Name": "H2", "N": 11, "Source": ["H1", "Side"], "Activation": "Tanh",
          "WeightInit": {"Scheme": "Gaussian", "Scale": 0.3, "Bias": 0.05}},
         {"Name": "H3", "N": 29, "Source": "H2", "Skip": "H1", "Activation": "Relu", "pDropout": 0.1, "DeltaNorm": 2.0},
@@ -134,6 +138,10 @@ def collectives(world: World, out: dict) -> None:
     out["collectives.errors"] = every.numpy()
 
 
+def inputs_of(sets: dict) -> dict:
+    return {name: sets[name] for name in ("in", "side", "tags")}
+
+
 def run_all(world: World, tmp: str, reference_file: str | None = None) -> dict:
     """Every case; the arrays (rank 0's) by name."""
     out: dict = {}
@@ -171,7 +179,7 @@ def run_all(world: World, tmp: str, reference_file: str | None = None) -> dict:
     arrays_of(resumed, "resumed32", out)
 
     # predictions of the float64 network: top-5 without the seen items, and the activations
-    scores, items = recommend(net, {"in": sets["in"], "side": sets["side"]}, 5, exclude=sets["in"], batch_size=25)
+    scores, items = recommend(net, inputs_of(sets), 5, exclude=sets["in"], batch_size=25)
     out["mixed64.top_scores"], out["mixed64.top_items"] = scores, items
     from destiny.train.binding import Binding
 
@@ -187,7 +195,7 @@ def run_all(world: World, tmp: str, reference_file: str | None = None) -> dict:
 
     loaded = load_network(reference_file or f"{tmp}/mixed64_{world.size}.nc", world=world, dtype=torch.float64)
     arrays_of(loaded, "loaded", out)
-    scores, items = recommend(loaded, {"in": sets["in"], "side": sets["side"]}, 5, exclude=sets["in"])
+    scores, items = recommend(loaded, inputs_of(sets), 5, exclude=sets["in"])
     out["loaded.top_scores"], out["loaded.top_items"] = scores, items
 
     t = tied(world)

@@ -28,6 +28,9 @@ def main() -> None:
     if world.is_root:
         np.savez(os.path.join(out_dir, f"results_{world.size}.npz"), **arrays)
     shutdown(world)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skip the interpreter's teardown, where gloo's threads have been seen to abort (see launch.py)
 
 
 if __name__ == "__main__":

@@ -147,8 +147,9 @@ def test_one_process_network_is_unchanged_by_the_world_argument():
 
     a, b = mixed(None), mixed(World.single())
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
-    assert a.sharding("weights.w0") == (0, 47) and a.sharding("weights.w4") == (1, 47)
-    assert a.sharding("biases.b4") == (0, 47) and a.n_parameters() == sum(p.numel() for p in a.parameters())
+    assert a.sharding("weights.w0") == (0, 47) and a.sharding("weights.w1") == (1, 29)
+    assert a.sharding("weights.w5") == (1, 47)
+    assert a.sharding("biases.b5") == (0, 47) and a.n_parameters() == sum(p.numel() for p in a.parameters())
 
 
 def _kernel_device() -> str | None:

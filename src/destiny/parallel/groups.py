@@ -162,6 +162,9 @@ def shutdown(world: World) -> None:
 
         barrier(world)  # nobody tears the group down while another still talks through it
         dist.destroy_process_group()
+        import gc
+
+        gc.collect()  # gloo's finished work objects go while the interpreter is whole (not at its teardown)
 
 
 __all__ = ["LaunchEnv", "World", "environment_world_size", "init_from_environment", "launch_env", "shutdown"]
