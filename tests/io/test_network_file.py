@@ -71,9 +71,10 @@ def assert_same_arrays(a: NetworkFile, b: NetworkFile) -> None:
 
 
 def strip_destiny(path) -> None:
-    """Delete Destiny's copy of the config: what a file DSSTNE wrote looks like."""
+    """Delete Destiny's copy of the config and its checksum: what a file DSSTNE wrote looks like."""
     with netCDF4.Dataset(path, "a") as ds:
         ds.delncattr("destiny_config")
+        ds.delncattr("destiny_checksum")
 
 
 def attributes(path) -> dict:

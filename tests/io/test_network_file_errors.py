@@ -153,6 +153,10 @@ def test_edited_destiny_file_is_refused(tmp_path):
     write_network(path, read_network(path))
     with netCDF4.Dataset(path, "a") as ds:
         ds.setncattr("layer1_pDropout", f32(0.5))
+    with pytest.raises(NetworkFileError, match="net.nc is corrupt: its content does not match the checksum"):
+        read_network(path)  # first the checksum: the file changed after Destiny wrote it
+    with netCDF4.Dataset(path, "a") as ds:  # its advice for an edit on purpose
+        ds.delncattr("destiny_checksum")
     with pytest.raises(NetworkFileError) as info:
         read_network(path)
     message = str(info.value)

@@ -10,7 +10,10 @@ BatchNormalization layer. Destiny adds what DSSTNE ignores: the JSON of the conf
 ``destiny_config``, so that a config reads back equal, "auto", comments and all), ``info``
 scalars (global ``destiny_<key>``: int as NC_INT64, bool as 0/1, float as NC_DOUBLE, str as
 text) and ``extras`` arrays (variables ``destiny_<key>`` of their own dtype, bool as ubyte
-marked ``destiny_dtype = "bool"``; e.g. optimizer state).
+marked ``destiny_dtype = "bool"``; e.g. optimizer state). Every file Destiny writes carries a
+SHA-256 of its attributes and variables (global ``destiny_checksum``), checked when it is read:
+a flipped bit or a spliced file is refused with a NetworkFileError naming the file, instead of
+loading wrong weights.
 Reading a file that has ``destiny_config`` checks it against the DSSTNE attributes; where they
 disagree the file was edited after Destiny wrote it, and reading fails with a NetworkFileError
 that says how to drop ``destiny_config`` and read the attributes alone.
@@ -26,6 +29,7 @@ netCDF4 is imported inside the functions: machines without it can import this mo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import numbers
 import os
@@ -47,6 +51,9 @@ from destiny.io.network_layout import encode_network, first_difference
 
 PREFIX = "destiny_"
 CONFIG_ATTRIBUTE = PREFIX + "config"
+CHECKSUM_ATTRIBUTE = PREFIX + "checksum"
+_RESERVED_INFO = {CONFIG_ATTRIBUTE: "the config", CHECKSUM_ATTRIBUTE: "the file's checksum"}
+_HASH_SLICE = 1 << 20  # values hashed at a time
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+\-]*\Z")
 _EXTRA_DTYPES = frozenset("i1 u1 i2 u2 i4 u4 i8 u8 f4 f8".split())
 _BN_VARIABLES = (("scale", "scaleBN"), ("bias", "biasBN"), ("running_mean", "runningMeanBN"),
@@ -125,8 +132,50 @@ def write_network(path: str | os.PathLike, network: NetworkFile) -> None:
                 ds.setncattr(name, value)
             for key, array in extras.items():
                 _write_extra(ds, key, array)
+            ds.setncattr(CHECKSUM_ATTRIBUTE, content_checksum(ds).encode("ascii"))
         finally:
             ds.close()
+
+
+def content_checksum(ds) -> str:
+    """``sha256:<hex>`` of an open NetCDF file's content: every global attribute but the
+    checksum and every variable (name, type, shape, values), in name order. Reads the
+    variables in slices of about a million values."""
+    ds.set_auto_mask(False)
+    h = hashlib.sha256()
+    for name in sorted(ds.ncattrs()):
+        if name != CHECKSUM_ATTRIBUTE:
+            h.update(b"A%s\0%s" % (name.encode(), _attribute_bytes(ds.getncattr(name))))
+    for name in sorted(ds.variables):
+        var = ds.variables[name]
+        shape = tuple(int(n) for n in var.shape)
+        h.update(b"V%s\0%s%s" % (name.encode(), str(np.dtype(var.dtype)).encode(), str(shape).encode()))
+        if not shape:
+            h.update(_little_endian(var[...]))
+            continue
+        if math.prod(shape) == 0:
+            continue
+        rows = max(1, _HASH_SLICE // max(1, math.prod(shape[1:])))
+        for lo in range(0, shape[0], rows):
+            h.update(_little_endian(var[lo:lo + rows]))
+    return "sha256:" + h.hexdigest()
+
+
+def _attribute_bytes(value: Any) -> bytes:
+    if isinstance(value, str):
+        return b"s" + value.encode("utf-8", "surrogatepass")
+    if isinstance(value, bytes):
+        return b"b" + value
+    array = np.asarray(value)
+    if array.dtype.kind in "USO":
+        return b"t" + "\0".join(map(str, array.ravel().tolist())).encode("utf-8", "surrogatepass")
+    return _little_endian(array)
+
+
+def _little_endian(values: Any) -> bytes:
+    array = np.asarray(values)
+    return array.dtype.newbyteorder("<").str.encode() + np.ascontiguousarray(
+        array, dtype=array.dtype.newbyteorder("<")).tobytes()
 
 
 def _nc_value(value: Any) -> Any:
@@ -250,9 +299,9 @@ def _encode_info(info: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in info.items():
         _check_key(key, "info")
-        if PREFIX + key == CONFIG_ATTRIBUTE:
-            raise UsageError("NetworkFile.info key 'config' is reserved (Destiny stores the config "
-                             f"as '{CONFIG_ATTRIBUTE}'); choose another name")
+        if PREFIX + key in _RESERVED_INFO:
+            raise UsageError(f"NetworkFile.info key '{key}' is reserved (Destiny stores {_RESERVED_INFO[PREFIX + key]} "
+                             f"as '{PREFIX + key}'); choose another name")
         if isinstance(value, str):
             out[PREFIX + key] = value.encode("utf-8")
         elif isinstance(value, numbers.Integral):  # bool too: stored as 0/1
@@ -295,11 +344,13 @@ def _write_extra(ds, key: str, array: np.ndarray) -> None:
 # Reading
 
 
-def read_network(path: str | os.PathLike) -> NetworkFile:
+def read_network(path: str | os.PathLike, *, verify: bool = True) -> NetworkFile:
     """Read a network file written by DSSTNE or by Destiny.
 
     FileNotFoundError when it does not exist; NetworkFileError (naming the file, the attribute
-    or variable, and what was expected) when it is not a network file or is damaged.
+    or variable, and what was expected) when it is not a network file or is damaged, or when
+    its content does not match the checksum Destiny stored in it (``verify=False`` skips that
+    check, which reads every variable twice).
     """
     import netCDF4
 
@@ -313,6 +364,8 @@ def read_network(path: str | os.PathLike) -> NetworkFile:
                                "file written by DSSTNE's train or by Destiny") from None
     try:
         ds.set_auto_mask(False)
+        if verify:
+            _verify(ds, path)
         return _read(ds, path)
     except (OSError, RuntimeError) as exc:  # what netCDF4 raises on unreadable data
         raise NetworkFileError(f"{path} is damaged (truncated?): reading it failed with {exc!r}; "
@@ -320,6 +373,21 @@ def read_network(path: str | os.PathLike) -> NetworkFile:
     finally:
         with contextlib.suppress(OSError, RuntimeError):  # a damaged file may not close cleanly
             ds.close()
+
+
+def _verify(ds, path: str) -> None:
+    """Compare the file's content with its stored checksum (files without one: DSSTNE's)."""
+    if CHECKSUM_ATTRIBUTE not in ds.ncattrs():
+        return
+    stored = ds.getncattr(CHECKSUM_ATTRIBUTE)
+    actual = content_checksum(ds)
+    if stored != actual:
+        shown = stored[:23] if isinstance(stored, str) else repr(stored)[:23]
+        raise NetworkFileError(
+            f"{path} is corrupt: its content does not match the checksum stored in it ({shown}… stored, "
+            f"{actual[:23]}… computed); a bit flipped on disk or in a copy, or the file was edited. Use "
+            f"another checkpoint (destiny train --resume skips corrupt ones) or copy the file again; if you "
+            f"edited it on purpose, delete the checksum (ncatted -a {CHECKSUM_ATTRIBUTE},global,d,, FILE)")
 
 
 def _read(ds, path: str) -> NetworkFile:
@@ -420,7 +488,7 @@ def _destiny_config(attrs, path: str, dims) -> NetworkConfig:
 def _read_info(attrs, path: str) -> dict[str, int | float | str]:
     info: dict[str, int | float | str] = {}
     for name, value in attrs.items():
-        if not name.startswith(PREFIX) or name == CONFIG_ATTRIBUTE:
+        if not name.startswith(PREFIX) or name in _RESERVED_INFO:
             continue
         if isinstance(value, str):
             info[name[len(PREFIX):]] = value
@@ -445,5 +513,5 @@ def _read_extras(ds, path: str) -> dict[str, np.ndarray]:
     return extras
 
 
-__all__ = ["BatchNormArrays", "NetworkFile", "WeightArrays", "from_file_layout", "read_network",
+__all__ = ["BatchNormArrays", "NetworkFile", "WeightArrays", "content_checksum", "from_file_layout", "read_network",
            "to_file_layout", "write_network"]
