@@ -21,6 +21,7 @@ from destiny.config.enums import LayerKind, LayerType
 from destiny.config.fields import Place, describe
 from destiny.config.schema import LayerConfig, NetworkConfig
 from destiny.errors import ConfigError
+from destiny.io.limits import MAX_JSON_BYTES, json_too_big, json_too_deep
 
 
 class _Pairs:
@@ -36,7 +37,10 @@ def load_config(path: str | os.PathLike) -> NetworkConfig:
     """Read and validate the DSSTNE JSON network description at ``path``."""
     path = os.fspath(path)
     with open(path, "rb") as stream:
-        raw = stream.read()
+        raw = stream.read(MAX_JSON_BYTES + 1)  # a hostile file cannot make us read gigabytes
+    too_big = json_too_big(os.path.getsize(path) if len(raw) > MAX_JSON_BYTES else len(raw))
+    if too_big:
+        raise ConfigError(f"{path}: {too_big}; is it the right file?")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -65,17 +69,30 @@ def config_from_json(document: Any, source: str = "<object>") -> NetworkConfig:
 
 
 def _parse_json(text: str, source: str) -> Any:
+    too_big = json_too_big(len(text))
+    if too_big:
+        raise ConfigError(f"{source}: the text {too_big}")
     stripped = _strip_comments(text, source)
 
     def reject_constant(name: str):
         raise ConfigError(f"{source}: {name} is not a JSON number; write a finite number")
 
     try:
-        return json.loads(stripped, object_pairs_hook=_Pairs, parse_constant=reject_constant)
+        document = json.loads(stripped, object_pairs_hook=_Pairs, parse_constant=reject_constant)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{source}: line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}") from None
     except RecursionError:
         raise ConfigError(f"{source}: the JSON is nested too deeply") from None
+    except ConfigError:
+        raise
+    except ValueError:  # an integer of more than 4300 digits (sys.int_info.default_max_str_digits)
+        raise ConfigError(f"{source}: a number in the JSON has thousands of digits; write numbers of a "
+                          "few digits") from None
+    too_deep = json_too_deep(document, lambda node: [v for _, v in node.pairs] if isinstance(node, _Pairs)
+                             else node if isinstance(node, list) else ())
+    if too_deep:
+        raise ConfigError(f"{source}: the JSON {too_deep}; a network description nests a few levels")
+    return document
 
 
 def _strip_comments(text: str, source: str) -> str:

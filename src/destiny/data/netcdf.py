@@ -29,6 +29,7 @@ from destiny.data import csr
 from destiny.data.dataset import INT32_LIMIT, Dataset, DenseDataset, SparseDataset, exact_values
 from destiny.data.layout import DATA_TYPE_OF, KNOWN_ATTRIBUTES, Attribute, DataType, Names
 from destiny.errors import DataError, DataWarning
+from destiny.io.limits import allocation_error, variable_too_big
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _CLASSIC_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
@@ -61,11 +62,17 @@ class DatasetInfo:
 class _File:
     """An open DSSTNE file: typed, checked access to its attributes, dimensions and variables."""
 
-    def __init__(self, nc, path: str):
-        self.nc, self.path = nc, path
+    def __init__(self, nc, path: str, size: int):
+        self.nc, self.path, self.size = nc, path, size  # size: the file's bytes
 
     def fail(self, message: str) -> DataError:
         return DataError(f"{self.path}: {message}")
+
+    def check_allocation(self, nbytes: int, what: str) -> None:
+        """DataError if what the file's counts expand to cannot fit in memory."""
+        refused = allocation_error(nbytes, what)
+        if refused:
+            raise self.fail(f"{refused}; the file's counts are wrong (damaged or forged), or read it on a larger machine")
 
     def has_attr(self, name: str) -> bool:
         return name in self.nc.ncattrs()
@@ -100,6 +107,9 @@ class _File:
             raise self.fail(f"{what}has no variable '{name}'; {_FIX}")
         if var.ndim != 1 or (length is not None and var.shape[0] != length):
             raise self.fail(f"{what}variable '{name}' has shape {var.shape}, expected ({length},)")
+        too_big = variable_too_big(var, self.size)
+        if too_big:
+            raise self.fail(f"{what}{too_big}; {_FIX}")
         try:  # in slices: netCDF4's var[:] holds two copies of the whole variable at its peak
             out = np.empty(var.shape, dtype=var.dtype)
             for lo in range(0, len(out), _READ_SLICE):
@@ -128,7 +138,7 @@ def _open(path: str | os.PathLike) -> Iterator[_File]:
                         f"truncated; {_FIX}") from None
     try:
         nc.set_auto_maskandscale(False)
-        yield _File(nc, path)
+        yield _File(nc, path, size)
     finally:
         with contextlib.suppress(OSError, RuntimeError):
             nc.close()
@@ -276,6 +286,8 @@ def _read_sparse(f: _File, info: DatasetInfo, names: Names, rows, duplicates: st
     else:  # rows from arbitrary (start, end) pairs, or through the Indexed indirection
         if rows is not None:
             starts, ends = starts[rows], ends[rows]
+        entry_bytes = 8 + indices.itemsize + (0 if values is None else values.itemsize)  # position, index, value
+        f.check_allocation(int((ends - starts).sum()) * entry_bytes, f"{what}(its rows' entries)")
         offsets, positions = csr.gather_rows(starts, ends)
         indices = indices[positions]
         values = None if values is None else values[positions]
@@ -321,6 +333,7 @@ def _deduplicated(f: _File, dataset: SparseDataset, duplicates: str) -> SparseDa
 def _read_dense(f: _File, info: DatasetInfo, names: Names, rows) -> DenseDataset:
     what = f"dataset '{info.name}' "
     n, shape = info.n_unique, tuple(reversed(info.dims))
+    f.check_allocation((n if rows is None else max(n, len(rows))) * info.n_features * 4, f"{what}(dense)")
     if info.attributes & Attribute.BOOLEAN:  # compressed one-hot: one hot index an example
         hot = f.read(names.data, n, what)
         if hot.dtype.kind not in "iu" or (hot.size and hot.max() >= info.n_features):

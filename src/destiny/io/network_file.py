@@ -46,6 +46,7 @@ from destiny.config.schema import NetworkConfig
 from destiny.config.shapes import WeightSpec, batch_norm_size, resolve_shapes, weight_specs
 from destiny.errors import ConfigError, ConfigWarning, NetworkFileError, UsageError
 from destiny.io.atomic import atomic_path
+from destiny.io.limits import variable_too_big
 from destiny.io.network_decode import decode_network
 from destiny.io.network_layout import encode_network, first_difference
 
@@ -379,6 +380,11 @@ def _verify(ds, path: str) -> None:
     """Compare the file's content with its stored checksum (files without one: DSSTNE's)."""
     if CHECKSUM_ATTRIBUTE not in ds.ncattrs():
         return
+    size = os.path.getsize(path)
+    for var in ds.variables.values():  # before hashing: a forged size would take forever
+        too_big = variable_too_big(var, size)
+        if too_big:
+            raise NetworkFileError(f"{path}: {too_big}; re-save the network")
     stored = ds.getncattr(CHECKSUM_ATTRIBUTE)
     actual = content_checksum(ds)
     if stored != actual:
@@ -454,6 +460,9 @@ def _read_floats(ds, path: str, name: str, size: int, what: str) -> np.ndarray:
     var = ds.variables.get(name)
     if var is None:
         raise NetworkFileError(f"{path}: the variable '{name}' ({what}) is missing; re-save the network")
+    too_big = variable_too_big(var, os.path.getsize(path))
+    if too_big:
+        raise NetworkFileError(f"{path}: {too_big}; re-save the network")
     if var.size != size:
         raise NetworkFileError(
             f"{path}: the variable '{name}' has {var.size} values, but {what} needs {size}; the arrays do "
@@ -506,6 +515,9 @@ def _read_extras(ds, path: str) -> dict[str, np.ndarray]:
     extras = {}
     for name, var in ds.variables.items():
         if name.startswith(PREFIX):
+            too_big = variable_too_big(var, os.path.getsize(path))
+            if too_big:
+                raise NetworkFileError(f"{path}: {too_big}; re-save the network")
             array = np.asarray(var[...])
             if PREFIX + "dtype" in var.ncattrs() and var.getncattr(PREFIX + "dtype") == "bool":
                 array = array.astype(bool)

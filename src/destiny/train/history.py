@@ -73,13 +73,26 @@ def write_history(path: str | os.PathLike, results: Iterable, meta: dict | None 
 def read_history(path: str | os.PathLike) -> History:
     """Read a history file (also a bare JSON list of epoch dicts, such as a saved
     ``Recommender.history_``); DataError if it is neither."""
+    from destiny.io.limits import MAX_JSON_BYTES, json_too_big, json_too_deep
+
     path = os.fspath(path)
-    with open(path, encoding="utf-8") as stream:
-        try:
-            document = json.load(stream)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: line {exc.lineno}: not JSON ({exc.msg}); give a file written by "
-                            "`destiny train --history`") from None
+    with open(path, "rb") as stream:
+        raw = stream.read(MAX_JSON_BYTES + 1)
+    fix = "give a file written by `destiny train --history`"
+    too_big = json_too_big(os.path.getsize(path) if len(raw) > MAX_JSON_BYTES else len(raw))
+    if too_big:
+        raise DataError(f"{path}: {too_big}; {fix}")
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: line {exc.lineno}: not JSON ({exc.msg}); {fix}") from None
+    except (ValueError, RecursionError):  # a number of thousands of digits, or nesting past the stack
+        raise DataError(f"{path}: not a history Destiny reads (a number too long or nesting too deep); {fix}") from None
+    too_deep = json_too_deep(document)
+    if too_deep:
+        raise DataError(f"{path}: the JSON {too_deep}; {fix}")
     if isinstance(document, list):
         document = {"format": FORMAT, "epochs": document, "meta": {}}
     if not isinstance(document, dict) or not isinstance(document.get("epochs"), list):
