@@ -45,3 +45,29 @@ def test_stopped_and_resumed_run_ends_identical(tmp_path):
     restore_trainer(resumed, nf)
     resumed.fit(SETS, 2)
     assert network_to_file(resumed.network).info["fingerprint"] == network_to_file(whole.network).info["fingerprint"]
+
+
+def test_resumed_batch_norm_network_ends_identical(tmp_path):
+    """Batch norm's running averages use a cumulative momentum 1 / (1 + calls): the call count
+    travels in the checkpoint, or the resumed averages would restart."""
+    from tests.helpers import config
+
+    def network():
+        from destiny.nn.network import Network
+
+        cfg = config([{"Name": "in", "Kind": "Input", "N": "auto", "DataSet": "in", "Sparse": True},
+                      {"Name": "h", "N": 12, "Activation": "Relu", "BatchNormalization": True},
+                      {"Name": "out", "Kind": "Output", "N": "auto", "DataSet": "out", "Sparse": True,
+                       "Activation": "Sigmoid"}])
+        return Network.from_config(cfg, {"in": DATA.dims, "out": DATA.dims}, seed=3)
+
+    whole = Trainer(network(), "adam", batch_size=24, progress=False)
+    whole.fit(SETS, 3)
+    first = Trainer(network(), "adam", batch_size=24, progress=False)
+    first.fit(SETS, 1)
+    save_network(first.network, tmp_path / "epoch1.nc", *trainer_state(first))
+    nf = read_network(tmp_path / "epoch1.nc")
+    resumed = Trainer(network_from_file(nf), "adam", batch_size=24, progress=False)
+    restore_trainer(resumed, nf)
+    resumed.fit(SETS, 2)
+    assert network_to_file(resumed.network).info["fingerprint"] == network_to_file(whole.network).info["fingerprint"]

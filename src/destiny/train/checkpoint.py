@@ -136,7 +136,14 @@ def trainer_state(trainer, optimizer_state: bool = True) -> tuple[dict, dict]:
             "batch_size": trainer.batch_size, "shuffle": int(trainer.shuffle)}
     for field in dataclasses.fields(opt.hyper):
         info[f"hyper.{field.name}"] = float(getattr(opt.hyper, field.name))
+    for i, name in _batch_norm_layers(network):  # the running averages' call counts (their momentum)
+        info[f"bn_calls.{i}"] = int(getattr(network, f"bn_calls_{name}"))
     return info, extras
+
+
+def _batch_norm_layers(network) -> list[tuple[int, str]]:
+    """(position in the config, name) of each batch-normalised layer."""
+    return [(i, layer.name) for i, layer in enumerate(network.config.layers) if layer.name in network.bn_scale]
 
 
 def restore_trainer(trainer, nf: NetworkFile, path: str = "<checkpoint>") -> None:
@@ -148,6 +155,9 @@ def restore_trainer(trainer, nf: NetworkFile, path: str = "<checkpoint>") -> Non
         state["steps"] = torch.tensor(int(nf.info["steps"]))
         trainer.optimizer.load_state_dict({k: v.to(trainer.device) for k, v in state.items()})
         trainer.epoch = int(nf.info["epoch"])
+        for i, name in _batch_norm_layers(network):
+            if f"bn_calls.{i}" in nf.info:  # absent from checkpoints written before they were kept
+                getattr(network, f"bn_calls_{name}").fill_(int(nf.info[f"bn_calls.{i}"]))
     except KeyError as exc:
         raise NetworkFileError(f"{path}: not a Destiny checkpoint with optimizer state (missing {exc}); "
                                "resume needs a checkpoint written by `destiny train --checkpoint-every`") from None
