@@ -238,3 +238,22 @@ def test_conv_network_save_load_predict_identity(tmp_path):
         if "bn_calls" not in name:  # a training counter, not part of DSSTNE's file
             torch.testing.assert_close(back.state_dict()[name], p, rtol=0, atol=0)
     torch.testing.assert_close(back.predict({"in": x})["out"], net.predict({"in": x})["out"], rtol=0, atol=0)
+
+
+def test_count_parameters_includes_batch_norm_on_pooling_layers():
+    """shapes.count_parameters (destiny check's figure) equals the built network's parameters,
+    batch norm on a Pooling layer (one scale and shift per unit) included."""
+    from destiny.config.shapes import count_parameters
+    from destiny.nn.network import Network
+    from tests.helpers import config
+
+    cfg = config([{"Name": "in", "Kind": "Input", "N": [8, 8, 2], "DataSet": "in"},
+                  {"Name": "c", "Type": "Convolutional", "N": 4, "Kernel": [3, 3], "Activation": "Relu"},
+                  {"Name": "p", "Type": "Pooling", "Function": "Max", "Kernel": [2, 2], "KernelStride": [2, 2],
+                   "BatchNormalization": True},
+                  {"Name": "out", "Kind": "Output", "N": 3, "DataSet": "out", "Activation": "SoftMax"}],
+                 ErrorFunction="CrossEntropy")
+    net = Network.from_config(cfg, {"in": (8, 8, 2), "out": (3,)})
+    counts = count_parameters(cfg, net.dims)
+    assert counts["p"] == 2 * 4 * 4 * 4
+    assert sum(counts.values()) == sum(p.numel() for p in net.parameters()) == 399

@@ -231,8 +231,8 @@ def count_parameters(config: NetworkConfig, dims: Mapping[str, tuple[int, ...] |
     specs = weight_specs(config, dims)
     counts: dict[str, int | None] = {}
     for layer in config.layers:
-        if layer.kind == LayerKind.INPUT or layer.type == LayerType.POOLING:
-            counts[layer.name] = 0
+        if layer.kind == LayerKind.INPUT or layer.type == LayerType.POOLING:  # no weights; batch norm maybe
+            counts[layer.name] = 2 * batch_norm_size(layer, dims.get(layer.name))
             continue
         known = dims.get(layer.name) is not None and all(dims.get(s) is not None for s in layer.sources)
         if not known:
