@@ -1,0 +1,259 @@
+"""Model-parallel scaling on 1, 2, 4 … GPUs of one host, in one call (issue 8), for the lead to
+run on GPUs:
+
+    PYTHONPATH=src python benchmarks/scaling.py          # seed network on 1, 2, 4 GPUs; 10M autoencoder on 1, then 4
+    PYTHONPATH=src python benchmarks/scaling.py --parts seed --gpus 1,2,4 --steps 50
+    PYTHONPATH=src python benchmarks/scaling.py --parts wide --big-gpus 4 --big-steps 300
+
+seed  the talk's MovieLens network (27,278 sparse inputs → 3 × 1536 ReLU, dropout 0.37 →
+      27,278 sigmoid outputs, ScaledMarginalCrossEntropy), batch 1024, momentum SGD,
+      synthetic MovieLens-like users: examples/s at each world size, the same steps, and the
+      speed-up against 1 GPU measured in the same call (the issue aims at 3× on 4 GPUs).
+wide  the 10M-item autoencoder (10,000,000 sparse inputs → 256 → 10,000,000 sigmoid outputs,
+      5.1 billion parameters, Adam: 20 GB of weights and 40 GB of optimizer state), synthetic
+      users with 1,000 items each (0.01% density): first one GPU (expected: out of memory,
+      reported), then --big-gpus GPUs: the loss every 25 steps over --big-steps steps, peak
+      memory per GPU, examples/s.
+
+Each world size runs as its own ``torchrun --standalone --nproc-per-node N`` of this file
+(``--worker``), the way users launch ``destiny train``; rank 0 hands its numbers back in a
+JSON file. Steps go through ``Trainer.step_examples`` (eager under model parallelism unless
+--graphs: CUDA graphs with NCCL collectives are opt-in, see destiny.train.step). Data
+parallelism is not implemented (issue 8's optional mode): nothing to compare here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.join(os.path.dirname(HERE), "src")
+
+SEED_CONFIG = {
+    "Version": 0.8, "Name": "seed", "ShuffleIndices": True, "ErrorFunction": "ScaledMarginalCrossEntropy",
+    "ScaledMarginalCrossEntropy": {"oneTarget": 1.0, "zeroTarget": 0.0, "oneScale": 1.0, "zeroScale": 1.0},
+    "Layers": [{"Name": "Input", "N": "auto", "DataSet": "input", "Sparse": True}]
+    + [{"Name": f"Hidden{i}", "N": 1536, "Activation": "Relu", "pDropout": 0.37,
+        "WeightInit": {"Scheme": "Gaussian", "Scale": 0.01}} for i in (1, 2, 3)]
+    + [{"Name": "Output", "N": "auto", "DataSet": "output", "Sparse": True, "Activation": "Sigmoid",
+        "WeightInit": {"Scheme": "Gaussian", "Scale": 0.01, "Bias": -10.2}}],
+}
+
+WIDE_CONFIG = {
+    "Version": 0.8, "Name": "wide-autoencoder", "ShuffleIndices": True, "ErrorFunction": "ScaledMarginalCrossEntropy",
+    "ScaledMarginalCrossEntropy": {"oneTarget": 1.0, "zeroTarget": 0.0, "oneScale": 1.0, "zeroScale": 1.0},
+    "Layers": [{"Name": "Input", "N": "auto", "DataSet": "input", "Sparse": True},
+               {"Name": "Hidden", "N": 256, "Activation": "Relu"},
+               {"Name": "Output", "N": "auto", "DataSet": "output", "Sparse": True, "Activation": "Sigmoid",
+                "WeightInit": {"Scheme": "Xavier", "Bias": -10.0}}],
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# worker: one process of a model-parallel run (under torchrun)
+
+
+def _data(part: str, args):
+    from destiny.data import synthesize
+
+    if part == "seed":
+        return synthesize(args.users, args.items, seed=1, mean_items=min(144, args.items / 8))
+    return _wide_users(args.big_users, args.big_items, args.big_per_user)
+
+
+def _wide_users(users: int, items: int, per_user: int):
+    """Users with ``per_user`` distinct items each out of ``items`` (numpy, seeded): the same on
+    every process. Items cluster in a few thousand topics so the autoencoder has something to
+    learn."""
+    from destiny.data import SparseDataset
+
+    rng = np.random.default_rng(7)
+    topics = 4096
+    width = items // topics
+    rows = []
+    for u in range(users):
+        topic = rng.integers(topics, size=4)
+        picks = (topic[rng.integers(4, size=per_user)] * width + rng.integers(width, size=per_user)) % items
+        rows.append(np.unique(picks))
+    offsets = np.zeros(users + 1, np.int64)
+    offsets[1:] = np.cumsum([len(r) for r in rows])
+    return SparseDataset("input", (items,), offsets, np.concatenate(rows).astype(np.int32))
+
+
+def sync(world) -> None:
+    from destiny.parallel import barrier
+
+    if world.device.type == "cuda":
+        torch.cuda.synchronize(world.device)
+    barrier(world)
+
+
+def worker(args) -> None:
+    from destiny.config import config_from_json
+    from destiny.nn.network import Network
+    from destiny.parallel import World, all_gather_stack, init_from_environment, shutdown
+    from destiny.train.binding import Binding
+    from destiny.train.optimizers import Hyperparameters
+    from destiny.train.trainer import Trainer
+
+    world = init_from_environment(args.device) if args.ranks > 1 else World.single(args.device)
+    cuda = world.device.type == "cuda"
+    part = args.worker
+    data = _data(part, args)
+    seed_config = json.loads(json.dumps(SEED_CONFIG).replace("1536", str(args.hidden)))
+    cfg = config_from_json(seed_config if part == "seed" else WIDE_CONFIG)
+    batch = args.batch if part == "seed" else args.big_batch
+    steps = args.steps if part == "seed" else args.big_steps
+    result = {"world": world.size, "part": part,
+              "device": torch.cuda.get_device_name(world.device) if cuda else "CPU"}
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(world.device)
+    try:
+        started = time.perf_counter()
+        net = Network.from_config(cfg, {"input": data.dims, "output": data.dims}, world=world)
+        optimizer, hyper = ("momentum", {}) if part == "seed" else ("adam", {"alpha": 0.001, "lam": 0.0})
+        trainer = Trainer(net, optimizer, Hyperparameters(**hyper), batch_size=batch, progress=False,
+                          precision=args.precision, cuda_graphs=True if args.graphs else None,
+                          device=world.device)
+        named = data.replace(name="input") if hasattr(data, "replace") else data
+        binding = Binding(net, {"input": named, "output": named}, device=world.device)
+        result["build_s"] = time.perf_counter() - started
+        order = trainer.order(binding.n_examples, 1).numpy()
+        windows = max(batch, (binding.n_examples - batch) // batch * batch)
+        trainer.runner(binding).reserve(order[:windows + batch], batch)
+        losses = []
+
+        def step(s):
+            start = (s * batch) % windows
+            examples = order[start:start + batch]
+            if part == "wide" and s % 25 == 0:
+                losses.append((s, float(trainer.step(binding, examples, 1, s)) / batch))
+            else:
+                trainer.step_examples(binding, examples, epoch=1, step=s)
+
+        warm = 5 if part == "seed" else 2
+        for s in range(warm):
+            step(s)
+        sync(world)
+        started = time.perf_counter()
+        for s in range(warm, warm + steps):
+            step(s)
+        sync(world)
+        seconds = time.perf_counter() - started
+        result.update(examples_per_s=steps * batch / seconds, ms_per_step=1000 * seconds / steps,
+                      losses=losses, graphs=trainer.graph_status())
+    except torch.cuda.OutOfMemoryError as exc:
+        result["oom"] = str(exc).split("\n")[0][:200]
+    peak = torch.tensor([torch.cuda.max_memory_allocated(world.device) if cuda else 0], dtype=torch.float64,
+                        device=world.device)
+    if "oom" not in result:
+        result["peak_gib"] = (all_gather_stack(peak, world).flatten() / 2**30).tolist()
+    else:
+        result["peak_gib"] = [float(peak) / 2**30]
+    if world.is_root:
+        with open(args.result, "w") as f:
+            json.dump(result, f)
+    if "oom" not in result:
+        shutdown(world)
+
+
+# ---------------------------------------------------------------------------------------------
+# driver: one torchrun a world size
+
+
+def launch(part: str, nproc: int, args) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        result = os.path.join(tmp, "result.json")
+        forwarded = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                     if k in ("users", "items", "hidden", "batch", "steps", "precision", "big_users", "big_items",
+                              "big_per_user", "big_batch", "big_steps", "device")]
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                   os.path.abspath(__file__), f"--worker={part}", f"--ranks={nproc}", f"--result={result}",
+                   *forwarded, *(["--graphs"] if args.graphs else [])]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]))
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if os.path.exists(result):
+            with open(result) as f:
+                return json.load(f)
+        tail = (done.stderr or done.stdout)[-1500:]
+        return {"world": nproc, "part": part, "failed": f"exit {done.returncode}: {tail}"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--parts", default="seed,wide")
+    p.add_argument("--gpus", default="1,2,4", help="world sizes of the seed network")
+    p.add_argument("--users", type=int, default=30000)
+    p.add_argument("--items", type=int, default=27278, help="the seed network's input and output width")
+    p.add_argument("--hidden", type=int, default=1536, help="the seed network's hidden width")
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16"))
+    p.add_argument("--big-gpus", type=int, default=4)
+    p.add_argument("--big-users", type=int, default=4000)
+    p.add_argument("--big-items", type=int, default=10_000_000)
+    p.add_argument("--big-per-user", type=int, default=1000)
+    p.add_argument("--big-batch", type=int, default=512)
+    p.add_argument("--big-steps", type=int, default=300)
+    p.add_argument("--skip-one-gpu", action="store_true", help="wide: do not try the 10M autoencoder on one GPU")
+    p.add_argument("--graphs", action="store_true", help="capture steps with NCCL collectives in CUDA graphs")
+    p.add_argument("--device", default="cuda", help="cuda (NCCL); cpu (gloo) only to smoke-test this script")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--ranks", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    if args.device == "cpu":  # a smoke test of this script: processes on the CPU
+        gpus, names = max(map(int, args.gpus.split(","))), ["CPU (gloo; a smoke test, not a measurement)"]
+    else:
+        gpus = torch.cuda.device_count()
+        if not gpus:
+            sys.exit("scaling.py needs CUDA GPUs (or --device cpu for a smoke test)")
+        names = sorted({torch.cuda.get_device_name(i) for i in range(gpus)})
+    print(f"{gpus} × {', '.join(names)}; torch {torch.__version__}, precision {args.precision}"
+          f"{', CUDA graphs' if args.graphs else ', eager steps under model parallelism'}")
+    parts = args.parts.split(",")
+    if "seed" in parts:
+        sizes = [n for n in map(int, args.gpus.split(",")) if n <= gpus]
+        rows = [launch("seed", n, args) for n in sizes]
+        base = next((r["examples_per_s"] for r in rows if r["world"] == 1 and "examples_per_s" in r), None)
+        print(f"\nseed network ({args.items:,} → 3 × {args.hidden} → {args.items:,}), batch {args.batch}, "
+              f"{args.steps} steps, momentum SGD")
+        print(f"{'GPUs':>4}  {'examples/s':>11}  {'ms/step':>8}  {'speed-up':>8}  {'peak GiB per GPU':<24} card")
+        for r in rows:
+            if "examples_per_s" not in r:
+                print(f"{r['world']:>4}  {r.get('failed') or r.get('oom')}")
+                continue
+            up = f"{r['examples_per_s'] / base:.2f}×" if base else "-"
+            peaks = ", ".join(f"{g:.1f}" for g in r["peak_gib"])
+            print(f"{r['world']:>4}  {r['examples_per_s']:>11,.0f}  {r['ms_per_step']:>8.2f}  {up:>8}  {peaks:<24} "
+                  f"{r['device']}")
+    if "wide" in parts:
+        print(f"\n10M-item autoencoder ({args.big_items:,} → 256 → {args.big_items:,}, Adam), "
+              f"{args.big_users:,} users × {args.big_per_user:,} items, batch {args.big_batch}, {args.big_steps} steps")
+        runs = [] if args.skip_one_gpu else [launch("wide", 1, args)]
+        if args.big_gpus <= gpus:
+            runs.append(launch("wide", args.big_gpus, args))
+        for r in runs:
+            if "examples_per_s" not in r:
+                print(f"{r['world']} GPU(s): did not train: {r.get('oom') or r.get('failed')}")
+                continue
+            peaks = ", ".join(f"{g:.1f}" for g in r["peak_gib"])
+            print(f"{r['world']} GPU(s) ({r['device']}): {r['examples_per_s']:,.0f} examples/s, "
+                  f"{r['ms_per_step']:.1f} ms/step, build {r['build_s']:.1f} s, peak GiB per GPU: {peaks}")
+            print("  loss per example: " + ", ".join(f"step {s}: {loss:.2f}" for s, loss in r["losses"]))
+
+
+if __name__ == "__main__":
+    main()
