@@ -48,3 +48,7 @@ class DataWarning(UserWarning):
 
 class NotFittedError(DestinyError, ValueError, AttributeError):
     """An estimator was used before ``fit`` (scikit-learn's convention)."""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint was skipped (damaged, or not a checkpoint) while looking for one to resume from."""

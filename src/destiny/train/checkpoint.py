@@ -138,6 +138,12 @@ def trainer_state(trainer, optimizer_state: bool = True) -> tuple[dict, dict]:
         info[f"hyper.{field.name}"] = float(getattr(opt.hyper, field.name))
     for i, name in _batch_norm_layers(network):  # the running averages' call counts (their momentum)
         info[f"bn_calls.{i}"] = int(getattr(network, f"bn_calls_{name}"))
+    batches = getattr(trainer, "batches_done", 0)
+    if batches:  # mid-epoch: where in epoch + 1 the run is, and the loss summed so far there
+        info["batch"] = batches
+        info["loss_sum"] = float(trainer._runner[1].loss_sum)  # this process's part (model parallel)
+    if getattr(trainer, "brake", None) is not None:
+        info.update(trainer.brake.state())
     return info, extras
 
 
@@ -155,6 +161,10 @@ def restore_trainer(trainer, nf: NetworkFile, path: str = "<checkpoint>") -> Non
         state["steps"] = torch.tensor(int(nf.info["steps"]))
         trainer.optimizer.load_state_dict({k: v.to(trainer.device) for k, v in state.items()})
         trainer.epoch = int(nf.info["epoch"])
+        trainer.resume_batch = int(nf.info.get("batch", 0))  # mid-epoch: batches of the next epoch done
+        trainer.resume_loss = float(nf.info.get("loss_sum", 0.0))
+        if getattr(trainer, "brake", None) is not None:
+            trainer.brake.load(nf.info)
         for i, name in _batch_norm_layers(network):
             if f"bn_calls.{i}" in nf.info:  # absent from checkpoints written before they were kept
                 getattr(network, f"bn_calls_{name}").fill_(int(nf.info[f"bn_calls.{i}"]))

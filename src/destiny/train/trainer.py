@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Mapping
 
 import numpy as np
@@ -30,7 +30,10 @@ from destiny.nn.network import Network
 from destiny.ops.functional import use_kernels
 from destiny.ops.random import stream_seed
 from destiny.parallel import World, all_reduce, sum_float
+from destiny.errors import NumericalError
 from destiny.train.binding import Binding
+from destiny.train.faults import (DivergenceBrake, batch_error, describe_parameters, diagnose, non_finite_parameters,
+                                  parameters_finite)
 from destiny.train.optimizers import DsstneOptimizer, Hyperparameters, Optimizer
 from destiny.train.precision import Precision, autocast, matmul_precision
 from destiny.train.step import StepRunner
@@ -67,7 +70,13 @@ class Trainer:
     (None: where the fused kernels run, i.e. CUDA). cuda_graphs: capture the step in a CUDA
     graph and replay it (None: on CUDA; see ``destiny.train.step`` for when it falls back;
     model parallel: only when True). world: the network's (``Network(world=…)``); the device is
-    then the world's.
+    then the world's. nan_check: read the running loss every that many batches and stop with a
+    NumericalError naming the batch, epoch and layer where NaN/Inf appeared (None: every batch
+    on the CPU, every 100 on CUDA; 0: at the end of each epoch). brake: DSSTNE's divergence
+    brake (``destiny.train.faults.DivergenceBrake``, or True for DSSTNE's settings).
+    ``batch_callbacks``: functions of (trainer, epoch, batches done) called after every batch
+    (mid-epoch checkpoints); ``resume_batch``: batches of the next epoch already done (set by
+    ``checkpoint.restore_trainer``).
     """
 
     def __init__(self, network: Network, optimizer: Optimizer | str = Optimizer.SGD,
@@ -75,7 +84,8 @@ class Trainer:
                  shuffle: bool | None = None, device: torch.device | str | None = None,
                  callbacks: list[Callback] | None = None, progress: bool = True,
                  precision: Precision | str = Precision.FP32, static_shapes: bool | None = None,
-                 cuda_graphs: bool | None = None, world: World | None = None):
+                 cuda_graphs: bool | None = None, world: World | None = None, nan_check: int | None = None,
+                 brake: "DivergenceBrake | bool | None" = None):
         from destiny.backend import resolve_device
         from destiny.train.determinism import make_deterministic
 
@@ -121,6 +131,14 @@ class Trainer:
         self.cuda_graphs_asked = cuda_graphs
         self._runner: tuple[Binding, StepRunner] | None = None
         self._examples_stepped = 0
+        self.nan_check = (1 if self.device.type == "cpu" else 100) if nan_check is None else int(nan_check)
+        self.brake = DivergenceBrake() if brake is True else (brake or None)
+        if self.brake is not None:  # the brake reads each batch's loss on the host before its update
+            self.cuda_graphs = False
+        self.batch_callbacks: list[Callable[["Trainer", int, int], None]] = []
+        self.resume_batch = 0  # batches of epoch self.epoch + 1 already done (a mid-epoch checkpoint)
+        self.resume_loss = 0.0  # their summed loss
+        self.batches_done = 0  # batches of the epoch in progress (0 between epochs)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -130,12 +148,17 @@ class Trainer:
         binding = Binding(self.network, datasets, device=self.device)
         check = Binding(self.network, validation, device=self.device, what="validation data") if validation else None
         results = []
-        for _ in range(epochs):
-            result = self._epoch(binding, check)
-            results.append(result)
-            self.history.append(result)
-            for callback in self.callbacks:
-                callback(result, self)
+        try:
+            for _ in range(epochs):
+                result = self._epoch(binding, check)
+                results.append(result)
+                self.history.append(result)
+                for callback in self.callbacks:
+                    callback(result, self)
+        except torch.cuda.OutOfMemoryError as exc:
+            from destiny.train.memory import out_of_memory
+
+            raise out_of_memory(self, exc) from exc
         return results
 
     @torch.no_grad()
@@ -169,18 +192,61 @@ class Trainer:
         runner.reserve(order, self.batch_size)
         lr = self.optimizer.learning_rate()
         total = runner.loss_sum
-        total.zero_()
+        total.fill_(self.resume_loss)  # 0 unless resumed mid-epoch
+        first, self.resume_batch, self.resume_loss = self.resume_batch, 0, 0.0
+        watch = _NanWatch(self, binding, order, epoch, total, first)
+        if self.brake is not None and not first:
+            self.brake.restart()
         started = time.perf_counter()
         with _Progress(self.progress, n, f"Epoch {epoch}", show_loss=not self.world.parallel) as bar:
-            for step, start in enumerate(range(0, n, self.batch_size)):
+            for step, start in enumerate(range(first * self.batch_size, n, self.batch_size), first):
                 examples = order[start:start + self.batch_size]
-                runner.run(examples, epoch, step)
+                if self.brake is None:
+                    runner.run(examples, epoch, step)
+                else:
+                    self._braked_step(runner, binding, examples, epoch, step)
+                watch.after(step)
                 bar.advance(examples.size, total, start + examples.size)
+                self.batches_done = step + 1
+                for callback in self.batch_callbacks:
+                    callback(self, epoch, step + 1)
+        watch.end()
+        self.batches_done = 0
         seconds = time.perf_counter() - started
         self.epoch = epoch
         validation = self.evaluate(check) if check is not None else None
+        extra = {"brake_triggers": self.brake.triggers} if self.brake is not None else {}
         return EpochResult(epoch, sum_float(float(total), self.world) / n, self.regularization_error(), validation,
-                           lr, seconds, n / max(seconds, 1e-9))
+                           lr, seconds, (n - first * self.batch_size) / max(seconds, 1e-9), extra)
+
+    def _braked_step(self, runner: StepRunner, binding: Binding, examples: np.ndarray, epoch: int, step: int) -> None:
+        """One step under the divergence brake: its loss is computed first; a diverging batch
+        skips its update (its loss still counts), the batches after it run at a reduced rate."""
+        error = batch_error(self, binding, examples, epoch, step)
+        apply, factor = self.brake.decide(error)
+        if not apply:
+            if self.world.is_root:  # model parallel: the processes' sums add up to the loss
+                runner.loss_sum.add_(error * len(examples))
+            return
+        hyper = self.optimizer.hyper
+        if factor != 1.0:  # the decayed rate of this step, cut; the device scalars follow the host's
+            self.optimizer.hyper = replace(hyper, alpha=hyper.alpha * factor)
+            self.optimizer.steps = self.optimizer.steps
+        try:
+            runner.run(examples, epoch, step)
+        finally:
+            if factor != 1.0:
+                self.optimizer.hyper = hyper
+                self.optimizer.steps = self.optimizer.steps
+
+    def check_finite(self) -> None:
+        """NumericalError if a parameter holds NaN or Inf (before writing a checkpoint: a
+        checkpoint is only ever written from a finite network)."""
+        found = non_finite_parameters(self.network)
+        if sum_float(float(len(found)), self.world):  # model parallel: every process agrees
+            where = (f"NaN/Inf values are in the parameters of {describe_parameters(found)}" if found
+                     else "another process's parameters hold NaN/Inf values")
+            raise NumericalError(f"{where} after {self.optimizer.steps} updates; not writing a checkpoint of them")
 
     def runner(self, binding: Binding) -> StepRunner:
         """The step runner (static buffers, CUDA graph) of a binding; the last one is kept."""
@@ -226,6 +292,42 @@ class Trainer:
             if name.startswith("weights."):
                 total += 0.5 * h.lam * float((p.double() ** 2).sum()) + h.lam1 * float(p.double().abs().sum())
         return sum_float(total, self.world)
+
+
+class _NanWatch:
+    """Reads the epoch's running loss sum every ``trainer.nan_check`` batches and at the end;
+    a device counter of the batches after which the sum was still finite names the first bad
+    batch without a sync a batch (``destiny.train.faults``)."""
+
+    def __init__(self, trainer: Trainer, binding: Binding, order: np.ndarray, epoch: int, total: torch.Tensor,
+                 first: int):
+        self.trainer, self.binding, self.order, self.epoch, self.total = trainer, binding, order, epoch, total
+        self.every = trainer.nan_check
+        self.finite = torch.full((), first, dtype=torch.int64, device=total.device) if self.every != 1 else None
+        self.first = self.checked = first  # checked: batches known good
+        self.n_batches = -(-len(order) // trainer.batch_size)
+
+    def after(self, step: int) -> None:
+        if self.finite is not None:
+            self.finite.add_(torch.isfinite(self.total))
+        if self.every > 0 and (step + 1 - self.first) % self.every == 0:
+            self.check(step)
+
+    def end(self) -> None:
+        self.check(None)
+
+    def check(self, step: int | None) -> None:
+        """The loss sum and the parameters (a min and max of each) after batch ``step``
+        (None: the epoch's last); host syncs, agreed on by every process."""
+        last = self.n_batches - 1 if step is None else step
+        value = sum_float(float(self.total), self.trainer.world)
+        if not math.isfinite(value):
+            bad = last if self.finite is None else int(self.finite)
+            raise diagnose(self.trainer, self.binding, self.order, self.epoch, (bad, bad), value)
+        if not sum_float(float(not parameters_finite(self.trainer.network)), self.trainer.world):
+            self.checked = last + 1
+            return
+        raise diagnose(self.trainer, self.binding, self.order, self.epoch, (min(self.checked, last), last), None)
 
 
 class _Progress:
