@@ -50,6 +50,20 @@ def register(subparsers) -> None:
                    help="shuffle the examples every epoch (default: the config's ShuffleIndices)")
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="write NETWORK.epoch<N>.nc with the training state every N epochs")
+    p.add_argument("--checkpoint-batches", type=int, default=0, metavar="N",
+                   help="also write NETWORK.epoch<E>.batch<B>.nc every N minibatches within an epoch (the two "
+                        "newest are kept), so that --resume loses at most N minibatches")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest valid checkpoint of NETWORK (damaged ones are skipped with a "
+                        "warning; none: start from the beginning); the result is identical to an uninterrupted run. "
+                        "Give the same options as the interrupted run; -e is the total number of epochs")
+    p.add_argument("--nan-check", type=int, default=None, metavar="N",
+                   help="look for NaN/Inf in the loss every N minibatches (default: every one on the CPU, every 100 "
+                        "on CUDA; 0: at the end of each epoch); training stops naming the batch, epoch and layer")
+    p.add_argument("--divergence-brake", type=float, nargs="?", const=2.0, default=None, metavar="FACTOR",
+                   help="DSSTNE's divergence brake: after 100 minibatches of an epoch, a minibatch whose error exceeds "
+                        "FACTOR (default 2) times the running average skips its update and the next 24 use a tenth "
+                        "of the learning rate (costs a forward pass a minibatch; off by default)")
     p.add_argument("--history", metavar="FILE.json",
                    help="write the per-epoch errors to FILE.json after every epoch (for destiny plot)")
     p.add_argument("--force", action="store_true", help="overwrite NETWORK if it exists (DSSTNE refuses)")
@@ -100,9 +114,11 @@ def launched_world(device: str):
 def run(args: argparse.Namespace) -> int:
     from destiny.errors import UsageError
     from destiny.parallel import shutdown
+    from destiny.train.resume import check_fault_options
 
     if args.epochs < 1 or args.batch_size < 1:
         raise UsageError("--epochs and --batch-size must be positive integers")
+    check_fault_options(args)
     if os.path.exists(args.network) and not args.force:
         raise UsageError(f"{args.network} exists; DSSTNE's train refuses to overwrite a network, and so does "
                          "Destiny: remove it, name another file, or pass --force")
@@ -118,8 +134,10 @@ def _train(args: argparse.Namespace, world) -> int:
     from destiny.cli.console import console
     from destiny.config import load_config
     from destiny.nn.network import Network
-    from destiny.train.checkpoint import save_network, trainer_state
+    from destiny.train.checkpoint import network_from_file, save_network, trainer_state
+    from destiny.train.faults import DivergenceBrake
     from destiny.train.optimizers import Hyperparameters, Optimizer
+    from destiny.train.resume import CheckpointWriter, checkpoint_path, newest_checkpoint, resume_trainer, stem_of
     from destiny.train.trainer import Trainer
 
     out = console() if world.is_root else Quiet()
@@ -127,16 +145,30 @@ def _train(args: argparse.Namespace, world) -> int:
     device = world.device
     datasets = read_datasets([args.input, args.output])
     validation = read_datasets(args.validation) if args.validation else None
-    network = Network.from_config(config, dataset_dims(datasets), seed=args.seed, source=args.config,
-                                  world=world if world.parallel else None)  # one process: built on the CPU
+    stem = stem_of(args.network)
+    resumed = newest_checkpoint(stem) if args.resume else None
+    if resumed is not None:
+        network = network_from_file(resumed[1], source=resumed[0], world=world if world.parallel else None)
+    else:
+        network = Network.from_config(config, dataset_dims(datasets), seed=args.seed, source=args.config,
+                                      world=world if world.parallel else None)  # one process: built on the CPU
     optimizer = Optimizer.parse(args.optimizer)
     hyper = Hyperparameters(alpha=args.alpha, lam=args.lam, lam1=args.lam1, mu=args.mu, mu1=args.mu1)
+    brake = DivergenceBrake(factor=args.divergence_brake) if args.divergence_brake is not None else None
     trainer = Trainer(network, optimizer, hyper, batch_size=args.batch_size, seed=args.seed, device=device,
-                      shuffle=args.shuffle, progress=not args.quiet, precision=args.precision, world=world)
+                      shuffle=args.shuffle, progress=not args.quiet, precision=args.precision, world=world,
+                      nan_check=args.nan_check, brake=brake)
+    if resumed is not None:
+        resume_trainer(trainer, config, args, *resumed, out.print)
+    elif args.resume:
+        out.print(f"No checkpoint of {args.network} to resume from: starting at epoch 1")
     where = device_name(device) + (f" × {world.size} processes (model parallel)" if world.parallel else "")
     out.print(f"Training {config.name or args.config}: {network.n_parameters():,} parameters, {optimizer.value}, "
               f"alpha {trainer.optimizer.hyper.alpha:g}, batch {args.batch_size}, on {where}")
-    stem = args.network[:-3] if args.network.endswith(".nc") else args.network
+    writer = CheckpointWriter(stem, world, out.print)
+    if args.checkpoint_batches:
+        n_batches = -(-next(iter(datasets.values())).n_examples // args.batch_size)
+        trainer.batch_callbacks.append(writer.every_batches(args.checkpoint_batches, n_batches))
 
     def report(result, tr) -> None:
         line = (f"Epoch {result.epoch}: training error {result.training_error:.6g}"
@@ -145,16 +177,17 @@ def _train(args: argparse.Namespace, world) -> int:
                 + f", {result.examples_per_second:,.0f} examples/s, {result.seconds:.1f} s")
         out.print(line)
         if args.checkpoint_every and result.epoch % args.checkpoint_every == 0:
-            info, extras = trainer_state(tr)
-            fp = save_network(tr.network, f"{stem}.epoch{result.epoch}.nc", info, extras)
-            out.print(f"  checkpoint {stem}.epoch{result.epoch}.nc (fingerprint {fp})")
+            writer.write(tr, checkpoint_path(stem, result.epoch))
 
     trainer.callbacks.append(report)
     if args.history and world.is_root:  # the whole history so far, rewritten atomically after each epoch
-        from destiny.train.history import history_callback
+        from destiny.train.history import history_callback, read_history
 
+        if resumed is not None and os.path.exists(args.history):  # keep the epochs before the checkpoint
+            trainer.history = [e for e in read_history(args.history).epochs if e.get("epoch", 0) <= trainer.epoch]
         trainer.callbacks.append(history_callback(args.history, {"config": args.config, "network_file": args.network}))
-    trainer.fit(datasets, args.epochs, validation)
+    with writer.on_divergence(args.network, resumed[0] if resumed is not None else None):
+        trainer.fit(datasets, args.epochs - trainer.epoch, validation)
     info, _ = trainer_state(trainer, optimizer_state=False)
     fingerprint = save_network(network, args.network, info)
     out.print(f"Saved {args.network} (fingerprint {fingerprint})")
