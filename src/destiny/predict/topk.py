@@ -320,16 +320,15 @@ def _chunk_top(scores: torch.Tensor, k: int, start: int) -> tuple[torch.Tensor, 
     if kk == n:
         values, where = scores, torch.arange(n, device=scores.device).expand(batch, n)
     else:
-        # One more than needed: where the (k+1)-th best value equals the k-th, topk's choice
-        # among the tied items is arbitrary, and those rows are redone on exact keys.
-        values, where = torch.topk(scores, kk + 1, dim=1, sorted=False)
-        drop = values.argmin(dim=1, keepdim=True)  # the (k+1)-th best
-        beyond = values.gather(1, drop).squeeze(1)
-        keep = torch.ones_like(values, dtype=torch.bool).scatter_(1, drop, False)
-        values, where = values[keep].view(batch, kk), where[keep].view(batch, kk)
-        kth = values.amin(dim=1)
+        # One more than needed, sorted: where the (k+1)-th best value equals the k-th, topk's
+        # choice among the tied items is arbitrary, and those rows are redone on exact keys.
+        values, where = torch.topk(scores, kk + 1, dim=1, sorted=True)
+        beyond = values[:, kk]
+        values, where = values[:, :kk], where[:, :kk]
+        kth = values[:, kk - 1]
         tied = torch.nonzero((kth == beyond) & (kth > -math.inf)).flatten()  # −inf: ineligible anyway
         if tied.numel():  # host sync
+            values, where = values.clone(), where.clone()
             for block in _row_blocks(tied.numel(), n, KEY_BLOCK_ELEMENTS):
                 rows = tied[block]
                 _, exact = torch.topk(_keys(scores[rows], 0), kk, dim=1, sorted=False)
