@@ -28,7 +28,7 @@ import numpy as np
 from destiny.data import csr
 from destiny.data.dataset import INT32_LIMIT, Dataset, DenseDataset, SparseDataset, exact_values
 from destiny.data.layout import DATA_TYPE_OF, KNOWN_ATTRIBUTES, Attribute, DataType, Names
-from destiny.errors import DataError, DataWarning
+from destiny.errors import DataError, DataWarning, DestinyError
 from destiny.io.limits import allocation_error, variable_too_big
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -133,12 +133,17 @@ def _open(path: str | os.PathLike) -> Iterator[_File]:
                         "generateNetCDF or `destiny generate`")
     try:
         nc = netCDF4.Dataset(path, "r")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot open it as NetCDF ({exc.strerror or exc}): the file is damaged or "
+    except (OSError, RuntimeError, AttributeError, IndexError, ValueError) as exc:  # netCDF4 on a damaged header
+        raise DataError(f"{path}: cannot open it as NetCDF ({getattr(exc, 'strerror', None) or exc}): the file is damaged or "
                         f"truncated; {_FIX}") from None
     try:
         nc.set_auto_maskandscale(False)
         yield _File(nc, path, size)
+    except DestinyError:
+        raise
+    except (OSError, RuntimeError, AttributeError, IndexError, ValueError, OverflowError) as exc:
+        # what netCDF4 raises on a damaged header or attribute (AttributeError: "Can't open HDF5 attribute")
+        raise DataError(f"{path}: the file is damaged ({type(exc).__name__}: {exc}); {_FIX}") from None
     finally:
         with contextlib.suppress(OSError, RuntimeError):
             nc.close()

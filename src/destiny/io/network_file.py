@@ -360,7 +360,7 @@ def read_network(path: str | os.PathLike, *, verify: bool = True) -> NetworkFile
         pass
     try:
         ds = netCDF4.Dataset(path, "r")
-    except OSError as exc:
+    except (OSError, RuntimeError, AttributeError, IndexError, ValueError) as exc:  # netCDF4 on a damaged header
         raise NetworkFileError(f"{path} is not a NetCDF file or is damaged ({exc}); pass a network "
                                "file written by DSSTNE's train or by Destiny") from None
     try:
@@ -368,7 +368,10 @@ def read_network(path: str | os.PathLike, *, verify: bool = True) -> NetworkFile
         if verify:
             _verify(ds, path)
         return _read(ds, path)
-    except (OSError, RuntimeError) as exc:  # what netCDF4 raises on unreadable data
+    except (NetworkFileError, UsageError):
+        raise
+    except (OSError, RuntimeError, AttributeError, IndexError, ValueError, OverflowError) as exc:
+        # what netCDF4 raises on unreadable data (a damaged attribute is an AttributeError)
         raise NetworkFileError(f"{path} is damaged (truncated?): reading it failed with {exc!r}; "
                                "re-save the network or use the file it was copied from") from None
     finally:
