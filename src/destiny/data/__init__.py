@@ -6,6 +6,7 @@
     generate_netcdf                       DSSTNE's generateNetCDF (generate.py)
     read_interactions, split_interactions, split_dataset, to_datasets   ratings tables (convert.py)
     from_scipy, to_scipy, from_pandas, to_pandas                interop (interop.py)
+    read_shards, merge_shards             a dataset in NetCDF shards, as destiny.spark writes it (shards.py)
     synthesize                            MovieLens-20M-like synthetic data (synth.py)
     images_to_datasets, npz_to_netcdf     image classification data, DSSTNE's CIFAR layout (images.py)
 
@@ -21,14 +22,15 @@ from destiny.data.interop import factorize, from_pandas, from_scipy, to_pandas, 
 from destiny.data.layout import Attribute, DataType, round_up_128
 from destiny.data.netcdf import DatasetInfo, inspect_netcdf, read_dataset, read_netcdf
 from destiny.data.netcdf_write import write_netcdf
+from destiny.data.shards import ShardedDataset, merge_shards, read_shards
 from destiny.data.synth import synthesize
 from destiny.data.text import TextData, read_text, write_text
 
 __all__ = [
     "Attribute", "DataType", "Dataset", "DatasetInfo", "DenseDataset", "GenerateReport", "Interactions",
-    "SparseDataset", "TextData", "exact_values", "factorize", "from_pandas", "from_scipy", "generate_netcdf",
-    "images_to_datasets", "index_dtype", "inspect_netcdf", "labels_by_index", "labels_to_dataset", "npz_to_netcdf",
-    "read_dataset", "read_index", "read_interactions", "read_netcdf", "read_text", "round_up_128", "split_dataset",
-    "split_interactions", "synthesize", "to_datasets", "to_pandas", "to_scipy", "write_index", "write_netcdf",
-    "write_text",
+    "ShardedDataset", "SparseDataset", "TextData", "exact_values", "factorize", "from_pandas", "from_scipy",
+    "generate_netcdf", "images_to_datasets", "index_dtype", "inspect_netcdf", "labels_by_index",
+    "labels_to_dataset", "merge_shards", "npz_to_netcdf", "read_dataset", "read_index", "read_interactions",
+    "read_netcdf", "read_shards", "read_text", "round_up_128", "split_dataset", "split_interactions", "synthesize",
+    "to_datasets", "to_pandas", "to_scipy", "write_index", "write_netcdf", "write_text",
 ]
