@@ -58,8 +58,9 @@ def register(subparsers) -> None:
                         "warning; none: start from the beginning); the result is identical to an uninterrupted run. "
                         "Give the same options as the interrupted run; -e is the total number of epochs")
     p.add_argument("--nan-check", type=int, default=None, metavar="N",
-                   help="look for NaN/Inf in the loss every N minibatches (default: every one on the CPU, every 100 "
-                        "on CUDA; 0: at the end of each epoch); training stops naming the batch, epoch and layer")
+                   help="check the loss and the parameters for NaN/Inf every N minibatches (default: every one on "
+                        "the CPU, every 100 on CUDA; 0: at the end of each epoch); training stops naming the batch, "
+                        "epoch and layers")
     p.add_argument("--divergence-brake", type=float, nargs="?", const=2.0, default=None, metavar="FACTOR",
                    help="DSSTNE's divergence brake: after 100 minibatches of an epoch, a minibatch whose error exceeds "
                         "FACTOR (default 2) times the running average skips its update and the next 24 use a tenth "
