@@ -1,7 +1,8 @@
 """Two "nodes" on this machine: two torchrun launchers, ``--nnodes 2 --nproc-per-node 1``, meeting
 on loopback through torch.distributed's rendezvous (c10d, as across hosts, and the static
-``--master-addr``/``--master-port`` one), train a model-parallel network with ``destiny train``
-on gloo. The network equals the one a single node's two processes write (bitwise: same world,
+``--master-addr``/``--master-port`` one), or two processes given what ``mpirun`` across two
+hosts gives them (Open MPI's rank variables, local rank 0 each, MASTER_ADDR exported), train a
+model-parallel network with ``destiny train`` on gloo. The network equals the one a single node's two processes write (bitwise: same world,
 same ranks) and the one-process network within float32 rounding (see test_model_parallel)."""
 
 from __future__ import annotations
@@ -37,42 +38,57 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def two_nodes(rendezvous: str, *args: str) -> list[str]:
-    """Run ``torchrun --nnodes 2 --nproc-per-node 1 ARGS`` as two launchers meeting at 127.0.0.1
-    (c10d numbers the nodes as they join; static takes ``--node-rank`` 0 and 1); their outputs.
-    Fails the test if either fails; gloo's abort at interpreter teardown alone is retried once,
-    as ``launch.torchrun`` does."""
+def two_nodes(how: str, *args: str) -> list[str]:
+    """Run ``python ARGS`` as two one-process "nodes" meeting at 127.0.0.1 (``how``: c10d, static
+    or mpirun, see ``node_commands``); their outputs. Fails the test if either fails; gloo's
+    abort at interpreter teardown alone is retried once, as ``launch.torchrun`` does."""
     for attempt in range(2):
-        nodes, outputs = _launch_two(rendezvous, args)
+        nodes, outputs = _run_nodes(how, args)
         failed = [rank for rank, node in enumerate(nodes) if node.returncode != 0]
         if not failed:
             return outputs
         if attempt or not any(TEARDOWN_ABORT in out for out in outputs):
             break
-        warnings.warn(f"two-node torchrun ({rendezvous}): a process aborted at teardown; run again")
-    pytest.fail(f"node {failed[0]} of the two-node torchrun ({rendezvous}) failed "
-                f"({nodes[failed[0]].returncode}):\n" + "\n---\n".join(o[-4000:] for o in outputs))
+        warnings.warn(f"two nodes ({how}): a process aborted at teardown; run again")
+    pytest.fail(f"node {failed[0]} of two ({how}) failed ({nodes[failed[0]].returncode}):\n"
+                + "\n---\n".join(o[-4000:] for o in outputs))
 
 
-def _launch_two(rendezvous: str, args) -> tuple[list[subprocess.Popen], list[str]]:
-    port = free_port()
+def node_commands(how: str, port: int, args) -> list[tuple[list[str], dict[str, str]]]:
+    """(command, extra environment) of each node.
+
+    c10d: ``torchrun --nnodes 2 --rdzv-backend c10d --rdzv-endpoint HOST:PORT`` on every node,
+    as across hosts (nodes are numbered as they join; the endpoint's host serves). static:
+    ``torchrun --nnodes 2 --node-rank R --master-addr HOST --master-port PORT``. mpirun: no
+    launcher here; each process gets what ``mpirun -np 2 --map-by node -x MASTER_ADDR=HOST
+    -x MASTER_PORT=PORT`` gives it (Open MPI's rank variables, local rank 0 on each node).
+    """
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1"]
+    if how == "c10d":
+        meet = ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "destiny-test",
+                "--local-addr", "127.0.0.1"]
+        return [([*torchrun, *meet, *args], {}) for _ in range(2)]
+    if how == "static":
+        meet = ["--master-addr", "127.0.0.1", "--master-port", str(port)]
+        return [([*torchrun, *meet, "--node-rank", str(rank), *args], {}) for rank in range(2)]
+    mpi = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMPI_COMM_WORLD_SIZE": "2",
+           "OMPI_COMM_WORLD_LOCAL_RANK": "0"}
+    return [([sys.executable, *args], {**mpi, "OMPI_COMM_WORLD_RANK": str(rank)}) for rank in range(2)]
+
+
+def _run_nodes(how: str, args) -> tuple[list[subprocess.Popen], list[str]]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "src"), env.get("PYTHONPATH", "")])
     env["OMP_NUM_THREADS"] = "1"
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1"]
-    if rendezvous == "c10d":  # what several hosts use: any node may start first, the endpoint's host serves
-        meet = ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "destiny-test",
-                "--local-addr", "127.0.0.1"]
-    else:  # static: node 0 serves at MASTER_ADDR:MASTER_PORT
-        meet = ["--master-addr", "127.0.0.1", "--master-port", str(port), "--node-rank", "{rank}"]
-    nodes = [subprocess.Popen([*launcher, *(m.format(rank=rank) for m in meet), *args], cwd=REPO, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    nodes = [subprocess.Popen(command, cwd=REPO, env={**env, **extra}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+             for command, extra in node_commands(how, free_port(), args)]
     try:
         return nodes, [node.communicate(timeout=TIMEOUT_S)[0] for node in nodes]
     except subprocess.TimeoutExpired:
         for node in nodes:
             node.kill()
-        pytest.fail(f"two-node torchrun ({rendezvous}) ran past {TIMEOUT_S} s:\n"
+        pytest.fail(f"two nodes ({how}) ran past {TIMEOUT_S} s:\n"
                     + "\n".join((node.communicate()[0] or "")[-3000:] for node in nodes))
 
 
@@ -91,11 +107,11 @@ def trained(tmp_path_factory):
     return tmp, train
 
 
-@pytest.mark.parametrize("rendezvous", ["c10d", "static"])
-def test_two_nodes_train_the_network_of_one_node(trained, rendezvous):
+@pytest.mark.parametrize("how", ["c10d", "static", "mpirun"])
+def test_two_nodes_train_the_network_of_one_node(trained, how):
     tmp, train = trained
-    path = tmp / f"nodes-{rendezvous}.nc"
-    outputs = two_nodes(rendezvous, "-m", "destiny", *train, "-n", str(path))
+    path = tmp / f"nodes-{how}.nc"
+    outputs = two_nodes(how, "-m", "destiny", *train, "-n", str(path))
     assert sum(out.count("Saved ") for out in outputs) == 1  # the global rank 0 alone writes and prints
     assert "× 2 processes (model parallel)" in " ".join("".join(outputs).split())  # rich may wrap the line
     one, node, nodes = (read_network(tmp / "one.nc"), read_network(tmp / "node.nc"), read_network(path))
