@@ -2,8 +2,9 @@
 on loopback through torch.distributed's rendezvous (c10d, as across hosts, and the static
 ``--master-addr``/``--master-port`` one), or two processes given what ``mpirun`` across two
 hosts gives them (Open MPI's rank variables, local rank 0 each, MASTER_ADDR exported), train a
-model-parallel network with ``destiny train`` on gloo. The network equals the one a single node's two processes write (bitwise: same world,
-same ranks) and the one-process network within float32 rounding (see test_model_parallel)."""
+model-parallel network with ``destiny train`` on gloo. The network equals the one a single
+node's two processes write (bitwise: same world, same ranks) and the one-process network
+within float32 rounding (see test_model_parallel)."""
 
 from __future__ import annotations
 
