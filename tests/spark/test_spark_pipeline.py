@@ -12,7 +12,7 @@ import pytest
 from destiny.cli.main import main
 from destiny.data import read_index, read_netcdf, synthesize, to_pandas
 from destiny.data.shards import ShardedDataset, read_shards
-from destiny.errors import DataError, DataWarning, ResourceError
+from destiny.errors import DataError, DataWarning, ResourceError, UsageError
 
 CONFIG = {"Version": 0.8, "ErrorFunction": "ScaledMarginalCrossEntropy",
           "Layers": [{"Name": "Input", "N": "auto", "DataSet": "input", "Sparse": True},
@@ -90,6 +90,10 @@ def test_build_datasets_errors_name_the_column(spark, tmp_path):
         build_datasets(df, tmp_path, value_col="rating")
     with pytest.raises(DataError, match="1 interactions have a null 'user', 'item'"):
         build_datasets(df, tmp_path)
+    with pytest.raises(UsageError, match="shards must be a positive integer, not 0"):
+        build_datasets(df, tmp_path, shards=0)
+    with pytest.raises(DataError, match="column 'item' holds double; labels must be integers or strings"):
+        build_datasets(df.selectExpr("user", "value AS item"), tmp_path)
 
 
 def assert_same_recommendations(expected, got, tol=1e-6):

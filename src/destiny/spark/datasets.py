@@ -51,23 +51,26 @@ def build_datasets(interactions, directory: str | os.PathLike, *, user_col: str 
     the larger of Spark's default parallelism and interactions / 8M, at most the user count.
 
     Returns the manifest (``destiny.data.ShardedDataset``): read the shards with
-    ``read_shards``, or ``merge_shards`` them into one file for ``destiny train``.
+    ``read_shards``, or ``merge_shards`` them into one file for ``destiny train``. The
+    DataFrame is read four times (checks, users, items, shards): cache it if it is costly.
     """
     require_pyspark()
     directory = os.fspath(directory)
+    if shards is not None and shards < 1:
+        raise UsageError(f"shards must be a positive integer, not {shards}")
+    if not name or os.sep in name or any(c in name for c in "\t\n\r"):
+        raise UsageError(f"name {name!r} must be a non-empty DataSet name without path separators or line breaks")
     total = _check_frame(interactions, user_col, item_col, value_col)
     spark = interactions.sparkSession
     os.makedirs(directory, exist_ok=True)
     cached = []
     try:
-        users, cached_users, n_users = _numbered(interactions, user_col, os.path.join(directory, "users.idx"), "user")
-        cached.append(cached_users)
-        items, cached_items, n_items = _numbered(interactions, item_col, os.path.join(directory, "items.idx"), "item")
-        cached.append(cached_items)
+        users, rdd, n_users = _numbered(interactions, user_col, os.path.join(directory, "users.idx"), "user")
+        cached.append(rdd)
+        items, rdd, n_items = _numbered(interactions, item_col, os.path.join(directory, "items.idx"), "item")
+        cached.append(rdd)
         if shards is None:
             shards = max(spark.sparkContext.defaultParallelism, math.ceil(total / INTERACTIONS_PER_SHARD))
-        if shards < 1:
-            raise UsageError(f"shards must be a positive integer, not {shards}")
         shards = min(shards, n_users)
         spec = _ShardSpec(directory, name, n_users, n_items, shards, value_col is not None)
         written = _write_shards(interactions, users, items, spec, user_col, item_col, value_col)

@@ -154,6 +154,8 @@ class _Scorer:
         from destiny.data.dataset import SparseDataset, exact_values
 
         spec = self.spec
+        if frame[spec.user_col].isna().any():
+            raise DataError(f"column '{spec.user_col}' holds a null user; drop those rows first")
         user_rows, users = pd.factorize(frame[spec.user_col], sort=False)
         columns = frame[spec.item_col].astype(str).map(self.column_of)
         unknown = columns.isna().to_numpy()
