@@ -38,15 +38,8 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
 
-SEED_CONFIG = {
-    "Version": 0.8, "Name": "seed", "ShuffleIndices": True, "ErrorFunction": "ScaledMarginalCrossEntropy",
-    "ScaledMarginalCrossEntropy": {"oneTarget": 1.0, "zeroTarget": 0.0, "oneScale": 1.0, "zeroScale": 1.0},
-    "Layers": [{"Name": "Input", "N": "auto", "DataSet": "input", "Sparse": True}]
-    + [{"Name": f"Hidden{i}", "N": 1536, "Activation": "Relu", "pDropout": 0.37,
-        "WeightInit": {"Scheme": "Gaussian", "Scale": 0.01}} for i in (1, 2, 3)]
-    + [{"Name": "Output", "N": "auto", "DataSet": "output", "Sparse": True, "Activation": "Sigmoid",
-        "WeightInit": {"Scheme": "Gaussian", "Scale": 0.01, "Bias": -10.2}}],
-}
+sys.path.insert(0, HERE)
+from train_step import SEED_CONFIG  # noqa: E402  (the talk's MovieLens network)
 
 WIDE_CONFIG = {
     "Version": 0.8, "Name": "wide-autoencoder", "ShuffleIndices": True, "ErrorFunction": "ScaledMarginalCrossEntropy",
