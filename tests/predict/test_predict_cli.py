@@ -180,3 +180,19 @@ def test_drop_unknown_skips_labels_missing_from_the_index_with_a_warning(case, c
     assert "dropped 2 datapoints" in capsys.readouterr().err
     recs = parse_recs(tmp_path / "r.txt")
     assert list(recs) == ["a", "b"] and len(recs["b"]) == 3 and labels[0] not in dict(recs["a"])
+
+
+def test_a_streamed_netcdf_input_gives_the_same_recs(case, capsys):
+    tmp_path, paths, rows, labels, net = case
+    offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
+    write_netcdf(tmp_path / "in.nc", SparseDataset("input", (len(labels),), offsets, np.concatenate(rows)))
+    write_index(tmp_path / "samples", [f"u{j}" for j in range(len(rows))])
+    write_lines(tmp_path / "filter.txt", {f"u{j}": [labels[(7 * j) % len(labels)]] for j in range(len(rows))})
+    common = ["predict", "-n", str(paths["net"]), "--input-nc", str(tmp_path / "in.nc"), "-o", str(paths["index"]),
+              "--samples", str(tmp_path / "samples"), "-k", "6", "-b", "5", "-f", str(tmp_path / "filter.txt")]
+    assert main(common + ["-s", str(tmp_path / "memory.txt"), "--no-stream", "--quiet"]) == 0
+    assert main(common + ["-s", str(tmp_path / "stream.txt"), "--stream"]) == 0
+    assert "the input streamed from disk" in capsys.readouterr().out
+    assert (tmp_path / "stream.txt").read_text() == (tmp_path / "memory.txt").read_text()
+    assert main(common + ["-s", str(tmp_path / "none.txt"), "--stream", "--memory-budget", "100B"]) == 2
+    assert "cannot hold two batches" in capsys.readouterr().err and not (tmp_path / "none.txt").exists()

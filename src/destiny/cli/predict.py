@@ -55,6 +55,8 @@ def add_filter_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
+    from destiny.cli.memory import add_memory_arguments
+
     p = subparsers.add_parser(
         "predict", help="recommend the top-K items for every sample (DSSTNE's predict)",
         description="Score every output item for every sample of the input, remove the items each sample "
@@ -72,6 +74,7 @@ def register(subparsers) -> None:
     p.add_argument("--score-format", "-p", dest="score_format", metavar="FMT",
                    help="printf format of a score: default %%.3f as DSSTNE's 4.3f (recs), %%.9g (csv)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    add_memory_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -86,14 +89,26 @@ def check_common(args: argparse.Namespace) -> None:
         raise UsageError("-r needs -i FEATURES_INPUT: the index that maps the text's features to input columns")
 
 
-def load_input(args: argparse.Namespace, network):
+def load_input(args: argparse.Namespace, network, say=None):
+    """The samples to score; a NetCDF input streams from disk when ``--stream`` or
+    ``--memory-budget`` (where the command has them) say so."""
     from destiny.predict.inputs import read_netcdf_input, read_text_input
 
     if args.input is not None:
         return read_text_input(network, args.input, args.input_index, dataset=args.dataset,
                                analog=args.input_type == "analog", drop_unknown=args.drop_unknown)
+    budget = None
+    if hasattr(args, "memory_budget"):
+        from destiny.data.stream import choose_loading
+
+        loading = choose_loading([args.input_nc], stream=args.stream, budget=args.memory_budget,
+                                 device=network.device)
+        if loading.stream:
+            budget = loading.budget
+            if say is not None:
+                say(loading.describe())
     return read_netcdf_input(network, args.input_nc, dataset=args.dataset, samples_path=args.samples,
-                             index_path=args.input_index)
+                             index_path=args.input_index, stream_budget=budget)
 
 
 def load_for_recommending(args: argparse.Namespace, world=None):
@@ -158,8 +173,10 @@ def _predict(args: argparse.Namespace, world) -> int:
     if not args.quiet:
         say = functools.partial(console().print, markup=False, highlight=False)
         short = writer.rows * args.k - writer.written
+        streamed = any(hasattr(d, "read_rows") for d in inp.datasets.values())
         say(f"Scored {writer.rows:,} samples against {filters.catalogue:,} items of layer '{layer.name}'"
-            + (" (seen items removed)" if filters.seen is not None else ""))
+            + (" (seen items removed)" if filters.seen is not None else "")
+            + (", the input streamed from disk" if streamed else ""))
         say(f"Wrote {args.recs}: {writer.written:,} recommendations ({args.format}, top {args.k})"
             + (f"; {short:,} slots left empty where fewer than {args.k} items were eligible" if short else ""))
     return 0

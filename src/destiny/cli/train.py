@@ -20,6 +20,8 @@ import os
 
 
 def register(subparsers) -> None:
+    from destiny.cli.memory import add_memory_arguments
+
     p = subparsers.add_parser(
         "train", help="train a network from a JSON description and NetCDF datasets",
         description="Train the network described by CONFIG on the datasets of the input and output "
@@ -69,6 +71,7 @@ def register(subparsers) -> None:
                    help="write the per-epoch errors to FILE.json after every epoch (for destiny plot)")
     p.add_argument("--force", action="store_true", help="overwrite NETWORK if it exists (DSSTNE refuses)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_memory_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -133,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, world) -> int:
     from destiny.backend import device_name
     from destiny.cli.console import console
+    from destiny.cli.memory import load_datasets
     from destiny.config import load_config
     from destiny.nn.network import Network
     from destiny.train.checkpoint import network_from_file, save_network, trainer_state
@@ -144,8 +148,7 @@ def _train(args: argparse.Namespace, world) -> int:
     out = console() if world.is_root else Quiet()
     config = load_config(args.config)
     device = world.device
-    datasets = read_datasets([args.input, args.output])
-    validation = read_datasets(args.validation) if args.validation else None
+    datasets, validation = load_datasets([[args.input, args.output], args.validation], args, device, out.print)
     stem = stem_of(args.network)
     resumed = newest_checkpoint(stem) if args.resume else None
     if resumed is not None:

@@ -21,11 +21,35 @@ from destiny.predict.labels import Index, column_map, map_columns, read_filter, 
 
 
 @dataclass
-class Filters:
-    """``seen``: per example, the output columns never to recommend to it (None: none);
-    ``allowed``: (width,) bool, the columns that may be recommended at all."""
+class StreamingSeen:
+    """The seen items of a streaming input, read batch by batch with it: the input's rows moved
+    to output columns (``map_columns``), joined with ``extra`` rows (a filter file's) if any."""
 
-    seen: SparseDataset | None
+    source: object  # a StreamingSparseDataset
+    mapping: np.ndarray | None
+    width: int
+    extra: SparseDataset | None = None
+
+    @property
+    def n_examples(self) -> int:
+        return self.source.n_examples
+
+    @property
+    def n_features(self) -> int:
+        return self.width
+
+    def read_rows(self, examples) -> SparseDataset:
+        rows = map_columns(self.source.read_rows(examples), self.mapping, self.width)
+        return rows if self.extra is None else union(rows, self.extra[np.asarray(examples, dtype=np.int64)])
+
+
+@dataclass
+class Filters:
+    """``seen``: per example, the output columns never to recommend to it (None: none; a
+    ``StreamingSeen`` for a streaming input); ``allowed``: (width,) bool, the columns that may
+    be recommended at all."""
+
+    seen: SparseDataset | StreamingSeen | None
     allowed: np.ndarray
 
     @property
@@ -38,7 +62,7 @@ def seen_items(network, inp: PredictInput, output: Index, width: int) -> SparseD
     (an autoencoder's indices hold the same labels). Without an input index the columns are
     taken as they are, which needs as many input features as output units."""
     data = inp.dataset
-    if not isinstance(data, SparseDataset):
+    if not isinstance(data, SparseDataset) and not hasattr(data, "read_rows"):
         raise UsageError(f"--filter-seen needs sparse input data; dataset '{inp.dataset_name}' is dense "
                          "(pass --no-filter-seen)")
     in_units = network.units[inp.layer]
@@ -50,6 +74,8 @@ def seen_items(network, inp: PredictInput, output: Index, width: int) -> SparseD
     else:
         raise UsageError(f"--filter-seen: the input has {in_units:,} features and the output {width:,} items, and no "
                          "input features index (-i) says which feature is which item; pass -i or --no-filter-seen")
+    if hasattr(data, "read_rows"):  # streaming: mapped batch by batch
+        return StreamingSeen(data, mapping, width)
     return map_columns(data, mapping, width)
 
 
@@ -60,7 +86,11 @@ def build_filters(network, inp: PredictInput, output: Index, width: int, *, filt
     rounding to 128) are never recommended."""
     seen = seen_items(network, inp, output, width) if filter_seen else None
     if filter_file is not None:
-        seen = union(seen, read_filter(filter_file, inp.samples, inp.n_examples, output, width))
+        listed = read_filter(filter_file, inp.samples, inp.n_examples, output, width)
+        if isinstance(seen, StreamingSeen):
+            seen = StreamingSeen(seen.source, seen.mapping, width, union(seen.extra, listed))
+        else:
+            seen = union(seen, listed)
     allowed = output.labelled(width)
     if include_file is not None:
         only = np.zeros(width, dtype=bool)

@@ -82,14 +82,21 @@ def read_text_input(network, path: str | os.PathLike, index_path: str | os.PathL
 
 def read_netcdf_input(network, path: str | os.PathLike, *, dataset: str | None = None,
                       samples_path: str | os.PathLike | None = None,
-                      index_path: str | os.PathLike | None = None) -> PredictInput:
+                      index_path: str | os.PathLike | None = None, stream_budget: int | None = None) -> PredictInput:
     """The Input layers' datasets from a NetCDF file (matched by DataSet name, as DSSTNE does; a
     file holding one dataset feeds a network with one Input layer whatever its name, with a
-    warning). Rows are labelled by the samples index when given, else by their number."""
+    warning). Rows are labelled by the samples index when given, else by their number.
+    stream_budget: stream the sparse datasets from disk within that many bytes
+    (``destiny.data.stream``) instead of reading them into memory."""
     from destiny.data import read_netcdf
 
     layer = input_layer(network, dataset)
-    found = {d.name: d for d in read_netcdf(path)}
+    if stream_budget is not None:
+        from destiny.data.stream import open_files
+
+        found = open_files([path], stream_budget)
+    else:
+        found = {d.name: d for d in read_netcdf(path)}
     datasets: dict[str, Dataset] = {}
     for each in network.input_layers():
         if each.dataset in found:
@@ -121,6 +128,9 @@ def read_netcdf_input(network, path: str | os.PathLike, *, dataset: str | None =
 def _renamed(dataset: Dataset, name: str) -> Dataset:
     if isinstance(dataset, SparseDataset):
         return dataset.replace(name=name)
+    if hasattr(dataset, "read_rows"):  # streaming: its batches carry the name it is given
+        dataset.name = name
+        return dataset
     from destiny.data.dataset import DenseDataset
 
     return DenseDataset(name, dataset.dims, dataset.data, dataset.weights)

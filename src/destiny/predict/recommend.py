@@ -28,13 +28,23 @@ def iter_recommendations(network, datasets: Mapping[str, object], k: int, *, exc
         raise UsageError(f"the batch size must be a positive integer, not {batch_size}")
     device = torch.device(device) if device is not None else network.device
     binding = Binding(network, datasets, device=device, with_targets=False, what="prediction data")
-    seen = SparseRows(exclude, device) if exclude is not None else None
+    if exclude is None:
+        seen = None
+    elif hasattr(exclude, "read_rows"):  # streaming (filters.StreamingSeen, StreamingSparseDataset)
+        from destiny.train.streaming import StreamingRows
+
+        seen = StreamingRows(exclude, device)
+    else:
+        seen = SparseRows(exclude, device)
     if seen is not None and seen.n_examples != binding.n_examples:
         raise UsageError(f"the items to exclude cover {seen.n_examples} examples but the input has "
                          f"{binding.n_examples}; give one row per example")
     allowed = None if include_only is None else torch.as_tensor(np.asarray(include_only, bool), device=device)
+    binding.plan(np.arange(binding.n_examples), batch_size)  # streaming inputs: read ahead in the background
     for start in range(0, binding.n_examples, batch_size):
-        examples = torch.arange(start, min(start + batch_size, binding.n_examples), device=device)
+        stop = min(start + batch_size, binding.n_examples)
+        binding.stage(np.arange(start, stop))
+        examples = torch.arange(start, stop, device=device)
         inputs, _ = binding.batch(examples)
         best = top_k(network, inputs, k, layer=layer, exclude=seen.take(examples) if seen else None,
                      include_only=allowed, chunk=chunk)

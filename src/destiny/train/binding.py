@@ -4,18 +4,26 @@ does) and held on the training device, ready to gather batches of examples.
 A dataset that feeds several layers (an autoencoder's input and targets) is held once and
 gathered once a batch. ``batch(examples, capacity)`` gathers padded sparse batches of static
 size (``SparseRows.take``) for a CUDA-graph-capturable step; ``max_batch_nnz`` plans those
-capacities on the host from an epoch's example order."""
+capacities on the host from an epoch's example order.
+
+Streaming datasets (``destiny.data.stream.StreamingSparseDataset``) bind as
+``train.streaming.StreamingRows``: ``plan(order, batch_size)`` starts reading an epoch's batches
+in the background and ``stage(examples, capacity)`` puts a batch on the device before its step;
+both do nothing for data held in memory."""
 
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 import torch
 
 from destiny.errors import DataError
 from destiny.ops.sparse import SparseBatch, SparseRows
+
+if TYPE_CHECKING:
+    from destiny.train.streaming import StreamingRows
 
 
 class DenseRows:
@@ -37,7 +45,15 @@ class DenseRows:
 
 
 def _rows(dataset, device, dtype):
+    if hasattr(dataset, "read_rows"):  # a StreamingSparseDataset: entries stay on disk
+        from destiny.train.streaming import StreamingRows
+
+        return StreamingRows(dataset, device, dtype)
     return SparseRows(dataset, device, dtype) if hasattr(dataset, "offsets") else DenseRows(dataset, device, dtype)
+
+
+def _is_sparse(rows) -> bool:
+    return not isinstance(rows, DenseRows)
 
 
 class Binding:
@@ -45,8 +61,8 @@ class Binding:
 
     def __init__(self, network, datasets: Mapping[str, object], *, device: torch.device,
                  with_targets: bool = True, what: str = "training data"):
-        self.inputs: dict[str, SparseRows | DenseRows] = {}
-        self.targets: dict[str, SparseRows | DenseRows] = {}
+        self.inputs: dict[str, SparseRows | StreamingRows | DenseRows] = {}
+        self.targets: dict[str, SparseRows | StreamingRows | DenseRows] = {}
         layers = list(network.input_layers()) + (list(network.output_layers()) if with_targets else [])
         counts = {}
         held: dict[int, SparseRows | DenseRows] = {}  # id(dataset) → its rows on the device
@@ -71,9 +87,33 @@ class Binding:
                             "output datasets must have one row per example, in the same order")
         self.n_examples = next(iter(counts.values()))
 
-    def sparse(self) -> dict[str, SparseRows]:
+    def sparse(self) -> dict[str, SparseRows | StreamingRows]:
         """The sparse datasets by layer name (inputs and targets)."""
-        return {name: rows for name, rows in {**self.inputs, **self.targets}.items() if isinstance(rows, SparseRows)}
+        return {name: rows for name, rows in {**self.inputs, **self.targets}.items() if _is_sparse(rows)}
+
+    def streaming(self) -> dict[int, tuple[StreamingRows, list[str]]]:
+        """The streaming datasets, each once (by id), with the sparse layers they feed."""
+        out: dict[int, tuple[StreamingRows, list[str]]] = {}
+        for name, rows in self.sparse().items():
+            if hasattr(rows, "stage"):
+                out.setdefault(id(rows), (rows, []))[1].append(name)
+        return out
+
+    def plan(self, order: np.ndarray, batch_size: int) -> None:
+        """Start prefetching the batches of an epoch's order (streaming datasets only)."""
+        for rows, _ in self.streaming().values():
+            rows.plan(order, batch_size)
+
+    def stage(self, examples: np.ndarray, capacity: Mapping[str, int] | None = None) -> None:
+        """Put a batch's rows (host example numbers) on the device before its step (streaming
+        datasets only; capacity as for ``batch``)."""
+        for rows, names in self.streaming().values():
+            rows.stage(examples, None if capacity is None else max(capacity[name] for name in names))
+
+    def close(self) -> None:
+        """Stop background reads (streaming datasets); the binding stays usable."""
+        for rows, _ in self.streaming().values():
+            rows.close()
 
     def max_batch_nnz(self, order: np.ndarray, batch_size: int) -> dict[str, int]:
         """By sparse layer: the most nonzeros of any batch of ``order`` cut into batch_size
@@ -97,7 +137,7 @@ class Binding:
         def take(name, rows):
             key = id(rows)
             if key not in taken:
-                if isinstance(rows, SparseRows) and capacity is not None:
+                if _is_sparse(rows) and capacity is not None:
                     taken[key] = rows.take(examples, capacity[name])
                 else:
                     taken[key] = rows.take(examples)

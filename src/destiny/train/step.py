@@ -131,7 +131,9 @@ class StepRunner:
         return None
 
     def reserve(self, order: np.ndarray, batch_size: int) -> None:
-        """Grow the capacities to fit every batch of an epoch's order (host arithmetic)."""
+        """Grow the capacities to fit every batch of an epoch's order (host arithmetic), and
+        start reading its batches where the data streams from disk."""
+        self.binding.plan(order, batch_size)
         if self.static:
             for name, nnz in self.binding.max_batch_nnz(order, batch_size).items():
                 self.capacity[name] = max(self.capacity[name], round_capacity(nnz))
@@ -150,9 +152,11 @@ class StepRunner:
         examples = np.asarray(examples, dtype=np.int64)
         t = self.trainer
         if not self.static:
+            self.binding.stage(examples)
             self._eager(torch.as_tensor(examples, device=self.device), None, epoch, step)
             return
         self._fit(examples)
+        self.binding.stage(examples, self.capacity)
         batch = examples.size
         buf = self._buffers.get(batch)
         if buf is None:
