@@ -21,15 +21,7 @@ import shlex
 import sys
 import time
 
-from destiny.cli.main import main as destiny
-
-
-def run(*args) -> None:
-    args = [str(a) for a in args]
-    print("$ destiny " + " ".join(shlex.quote(a) for a in args), flush=True)
-    status = destiny(args)
-    if status:
-        raise SystemExit(f"destiny {args[0]} failed with status {status}")
+from destiny.cli.main import run
 
 
 def lists_to_text(source: str, target: str) -> tuple[set[str], int, int]:

@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from destiny.cli.main import main as destiny
+from destiny.cli.main import run
 from destiny.data import labels_by_index, read_index, read_text, split_dataset, write_text
 
 DSSTNE_SAMPLE_CONFIG = {  # samples/movielens/config.json of amzn/amazon-dsstne, dataset names input/output
@@ -50,14 +50,6 @@ DSSTNE_SAMPLE_CONFIG = {  # samples/movielens/config.json of amzn/amazon-dsstne,
     ],
     "ErrorFunction": "ScaledMarginalCrossEntropy",
 }
-
-
-def run(*args) -> None:
-    args = [str(a) for a in args]
-    print("$ destiny " + " ".join(shlex.quote(a) for a in args), flush=True)
-    status = destiny(args)
-    if status:
-        raise SystemExit(f"destiny {args[0]} failed with status {status}")
 
 
 def split(folder: str, work: str, seed: int) -> None:

@@ -16,20 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import time
 
 import numpy as np
 
-from destiny.cli.main import main as destiny
-
-
-def run(*args) -> None:
-    args = [str(a) for a in args]
-    print("$ destiny " + " ".join(shlex.quote(a) for a in args), flush=True)
-    status = destiny(args)
-    if status:
-        raise SystemExit(f"destiny {args[0]} failed with status {status}")
+from destiny.cli.main import run
 
 
 def compare(expected, got, tol: float = 1e-6) -> tuple[float, int]:

@@ -73,3 +73,15 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def run(*args) -> None:
+    """Run one ``destiny`` command line in this process, echoed as ``$ destiny …`` first (as
+    the examples show their steps); SystemExit naming the command when it fails."""
+    import shlex
+
+    args = [str(a) for a in args]
+    print("$ destiny " + " ".join(shlex.quote(a) for a in args), flush=True)
+    status = main(args)
+    if status:
+        raise SystemExit(f"destiny {args[0]} failed with status {status}")
