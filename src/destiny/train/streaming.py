@@ -18,6 +18,7 @@ on the spot, without prefetch.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import weakref
@@ -31,6 +32,7 @@ from destiny.errors import UsageError
 from destiny.ops.sparse import SparseBatch, SparseRows
 
 WINDOWS = 2  # windows held at once: the one being consumed and the one being read
+PINNED_RING = 4  # pinned staging sets on CUDA: the host runs at most this many batches ahead of the copies
 _POLL = 0.1  # seconds between checks of the stop flag while waiting
 
 
@@ -144,10 +146,10 @@ class StreamingRows:
         tensors = [w.offsets, w.indices, w.values, w.weights, self._local]
         nbytes = sum(t.numel() * t.element_size() for t in tensors if t is not None)
         self._pinned = None
-        if self.device.type == "cuda":  # two rings of pinned staging buffers: host memory
-            self._pinned = [_PinnedSet(w) for _ in range(2)]
+        if self.device.type == "cuda":  # a ring of pinned staging buffers: host memory
+            self._pinned = [_PinnedSet(w) for _ in range(PINNED_RING)]
             self._pinned_next = 0
-            nbytes = 2 * (nbytes - self._local.numel() * 8)
+            nbytes = PINNED_RING * (nbytes - self._local.numel() * 8)
         self.source.ledger.give(self._window_bytes)
         self._window_bytes = nbytes
         self.source.ledger.take(nbytes)
@@ -210,13 +212,13 @@ def _largest_batch(lengths: np.ndarray, order: np.ndarray, batch_size: int) -> i
 
 
 def _device_window_bytes(src, batch_size: int, entries: int, device: torch.device) -> int:
-    """Host bytes of the device window (on the CPU) or of its two pinned sets (on CUDA)."""
+    """Host bytes of the device window (on the CPU) or of its pinned staging sets (on CUDA)."""
     from destiny.data.dataset import index_dtype
 
     per_entry = index_dtype(src.n_features).itemsize + (0 if src.is_indicator else 4)
     per_example = 8 + (0 if src.weights is None else 4)
     window = entries * per_entry + batch_size * per_example + 8
-    return window + 8 * batch_size if device.type != "cuda" else 2 * window
+    return window + 8 * batch_size if device.type != "cuda" else PINNED_RING * window
 
 
 class _Prefetch:
@@ -276,6 +278,7 @@ class _Prefetch:
         if self.current is not None:
             self.source.ledger.give(self.current[2].nbytes)
             self.current = None
+            _trim_heap()
             self.slots.release()
 
     def stop(self) -> None:
@@ -298,6 +301,28 @@ class _Prefetch:
                 break
             if not isinstance(item, BaseException):
                 self.source.ledger.give(item[2].nbytes)
+
+
+def _trim_heap() -> None:
+    """Hand freed heap pages back to the system (glibc's malloc_trim): without it a window's
+    memory, once freed, stays in the process's resident set (glibc keeps freed blocks for
+    reuse, per thread arena), so the resident set would grow past what is held."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        return libc
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
 
 
 def _windows(lengths: np.ndarray, order: np.ndarray, batch_size: int, entries: int) -> list[tuple[int, int]]:
