@@ -284,23 +284,21 @@ class _Prefetch:
     def stop(self) -> None:
         self.stopped.set()
         self._release()
+        self._drain()
+        if threading.current_thread() is not self.thread:  # (a collection may run the finalizer there)
+            self.thread.join(timeout=10 * _POLL)
+        self._drain()  # a window finished while we joined
+
+    def _drain(self) -> None:
+        """Give back every window (or error) waiting in the queue: its bytes and its slot."""
         while True:
             try:
                 item = self.queue.get_nowait()
             except queue.Empty:
-                break
+                return
             if not isinstance(item, BaseException):
                 self.source.ledger.give(item[2].nbytes)
             self.slots.release()
-        if threading.current_thread() is not self.thread:  # (a collection may run the finalizer there)
-            self.thread.join(timeout=10 * _POLL)
-        while True:  # a window finished while we joined
-            try:
-                item = self.queue.get_nowait()
-            except queue.Empty:
-                break
-            if not isinstance(item, BaseException):
-                self.source.ledger.give(item[2].nbytes)
 
 
 def _trim_heap() -> None:
