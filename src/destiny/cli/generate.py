@@ -1,5 +1,7 @@
-"""``destiny generate``: DSSTNE's generateNetCDF (text + indices → NetCDF dataset), or images and
-labels of a .npz file → DSSTNE's CIFAR layout (``--from-npz``)."""
+"""``destiny generate``: DSSTNE's generateNetCDF (text + indices → NetCDF dataset), images and
+labels of a .npz file → DSSTNE's CIFAR layout (``--from-npz``), or a Parquet table of
+interactions → a sparse dataset and index files, in passes that fit a memory budget
+(``--from-parquet``)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ def register(subparsers) -> None:
                     "nothing is written. With --from-npz: images (and integer labels) of a .npz file become a "
                     "dense dataset 'input' (width × height × channels, uint8 kept as DSSTNE's UChar) and a "
                     "sparse indicator dataset 'output' (one label per example), as DSSTNE's CIFAR converter "
-                    "writes them.")
+                    "writes them. With --from-parquet: (user, item[, value]) rows of a Parquet table, in any "
+                    "order and larger than memory, become one sparse dataset (users × items, labels numbered in "
+                    "sorted order, repeated pairs merged) and users.idx and items.idx beside it, read in passes "
+                    "that hold at most --memory-budget of rows.")
     parser.add_argument("-i", "--input", metavar="INPUT", help="text file or directory of text files")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.nc", help="NetCDF file to write (replaced)")
     parser.add_argument("-d", "--dataset", metavar="NAME",
@@ -47,7 +52,43 @@ def register(subparsers) -> None:
                         help="axes of the images: NHWC (numpy, PIL) or NCHW (PyTorch); (N, H, W) is grayscale "
                              "(default: %(default)s)")
     images.add_argument("--classes", type=int, metavar="N", help="number of classes (default: largest label + 1)")
+    table = parser.add_argument_group("Parquet interactions (instead of -i, -f, -s; -d names the dataset)")
+    table.add_argument("--from-parquet", metavar="FILE.parquet",
+                       help="table of (user, item[, value]) rows; writes users.idx and items.idx beside -o")
+    table.add_argument("--user-column", metavar="COLUMN", help="column of the user labels (rows)")
+    table.add_argument("--item-column", metavar="COLUMN", help="column of the item labels (features)")
+    table.add_argument("--value-column", metavar="COLUMN", help="column of the values (default: an indicator dataset)")
+    table.add_argument("--memory-budget", metavar="SIZE",
+                       help="rows held at once, such as 2GB or 512MiB; less means more passes over the file "
+                            "(default: $DESTINY_MEMORY_BUDGET, else half of the memory available)")
     parser.set_defaults(run=run)
+
+
+def _run_parquet(args: argparse.Namespace, say) -> int:
+    import os
+
+    from destiny.data.parquet import parquet_to_netcdf
+    from destiny.errors import UsageError
+
+    given = [flag for flag, value in (("-i", args.input), ("-f", args.features), ("-s", args.samples),
+                                      ("-c", args.create), ("-m", args.merge), ("--from-npz", args.from_npz)) if value]
+    if given:
+        raise UsageError(f"--from-parquet writes its own index files beside -o; leave out {', '.join(given)}")
+    missing = [flag for flag, value in (("--user-column", args.user_column), ("--item-column", args.item_column))
+               if not value]
+    if missing:
+        raise UsageError(f"--from-parquet needs {' and '.join(missing)} (the columns of the user and item labels)")
+    name = args.dataset or "input"
+    report = parquet_to_netcdf(args.from_parquet, args.output, user_col=args.user_column, item_col=args.item_column,
+                               value_col=args.value_column, name=name, memory_budget=args.memory_budget)
+    values = "indicator" if report.value_dtype is None else f"{report.value_dtype} values"
+    say(f"{args.from_parquet}: {report.rows:,} rows, {report.n_users:,} users × {report.n_items:,} items, "
+        f"{report.nnz:,} entries ({values}; {report.merged:,} repeats merged) in {report.ranges:,} "
+        f"pass{'es' if report.ranges > 1 else ''} over the rows")
+    where = os.path.dirname(os.path.abspath(args.output))
+    say(f"Wrote {args.output} (dataset '{name}'), {os.path.join(where, 'users.idx')} and "
+        f"{os.path.join(where, 'items.idx')}")
+    return 0
 
 
 def _run_npz(args: argparse.Namespace, say) -> int:
@@ -72,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     from destiny.data.generate import generate_netcdf
 
     say = functools.partial(console().print, markup=False)  # paths may hold [brackets]
+    if args.from_parquet:
+        return _run_parquet(args, say)
     if args.from_npz:
         return _run_npz(args, say)
     missing = [flag for flag, value in (("-i", args.input), ("-d", args.dataset), ("-f", args.features),
@@ -80,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         from destiny.errors import UsageError
 
         raise UsageError(f"text data needs {', '.join(missing)} (-i INPUT -d NAME -f FEATURE_INDEX -s SAMPLE_INDEX), "
-                         "or give --from-npz FILE.npz for images")
+                         "or give --from-npz FILE.npz for images or --from-parquet FILE.parquet for interactions")
     mode = "create" if args.create else "merge" if args.merge else "fixed"
     report = generate_netcdf(args.input, args.output, args.dataset, args.features, args.samples,
                              features=mode, analog=args.type == "analog", exact_width=args.exact_width,

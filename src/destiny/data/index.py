@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import operator
 import os
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -97,6 +97,26 @@ def write_index(path: str | os.PathLike, index: Mapping[str, int] | Mapping[byte
         lines.append(b"%s\t%d\n" % (raw, i))
     with atomic_open(path, "wb") as stream:
         stream.write(b"".join(lines))
+
+
+def write_index_pairs(path: str | os.PathLike, pairs: Iterable[tuple[object, int]], what: str) -> int:
+    """Stream ``label<TAB>index`` lines (pairs in index order, labels written as ``str``) to
+    ``path``, atomically, without holding the whole file; returns the number of labels."""
+    count = 0
+    with atomic_open(path, "wb") as stream:
+        lines = []
+        for label, i in pairs:
+            raw = str(label).encode(*ENCODING)
+            if not raw or any(c in raw for c in b"\t\n\r"):
+                raise DataError(f"{what} label {show_label(raw)!r} cannot be written to an index file: it is empty "
+                                "or holds a TAB or line break; clean the column first")
+            lines.append(b"%s\t%d\n" % (raw, i))
+            count += 1
+            if len(lines) >= 65536:
+                stream.write(b"".join(lines))
+                lines.clear()
+        stream.write(b"".join(lines))
+    return count
 
 
 def labels_by_index(index: Mapping[str, int]) -> list[str | None]:

@@ -22,16 +22,14 @@ import os
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
 from destiny.data import csr
 from destiny.data.dataset import SparseDataset, exact_values
-from destiny.data.index import ENCODING, show_label
+from destiny.data.index import write_index_pairs as _write_index
 from destiny.data.shards import Shard, ShardedDataset, shard_file
 from destiny.errors import DataError, DataWarning, UsageError
-from destiny.io.atomic import atomic_open
 from destiny.spark import require_pyspark
 
 INTERACTIONS_PER_SHARD = 8_000_000
@@ -133,25 +131,6 @@ def _numbered(frame, column: str, index_path: str, what: str):
     schema = T.StructType([T.StructField(column, frame.schema[column].dataType, False),
                            T.StructField(_ROW if what == "user" else _COL, T.LongType(), False)])
     return frame.sparkSession.createDataFrame(ids, schema), ids, count
-
-
-def _write_index(path: str, pairs: Iterable[tuple[object, int]], what: str) -> int:
-    """Stream ``label<TAB>index`` lines (pairs in index order) to ``path``, atomically."""
-    count = 0
-    with atomic_open(path, "wb") as stream:
-        lines = []
-        for label, i in pairs:
-            raw = str(label).encode(*ENCODING)
-            if not raw or any(c in raw for c in b"\t\n\r"):
-                raise DataError(f"{what} label {show_label(raw)!r} cannot be written to an index file: it is empty "
-                                "or holds a TAB or line break; clean the column first")
-            lines.append(b"%s\t%d\n" % (raw, i))
-            count += 1
-            if len(lines) >= 65536:
-                stream.write(b"".join(lines))
-                lines.clear()
-        stream.write(b"".join(lines))
-    return count
 
 
 @dataclass(frozen=True)
