@@ -14,13 +14,16 @@ CPU); "peer" is what plain PyTorch would use instead, where there is one. fp32 t
 from __future__ import annotations
 
 import argparse
-import statistics
+import os
 import sys
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_step import timed  # noqa: E402
 
 
 @dataclass
@@ -35,18 +38,7 @@ class Row:
 
 def time_ms(fn: Callable[[], object], repeat: int, warmup: int = 5) -> float:
     """Median milliseconds of fn() over repeat runs, each between two CUDA events."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeat):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    return timed(fn, repeat, warmup)
 
 
 def copy_bandwidth(repeat: int) -> float:
