@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from destiny.data import SparseDataset, read_dataset, write_netcdf
-from destiny.data.stream import (StreamingSparseDataset, _segments, choose_loading, memory_budget, open_files,
-                                 parse_bytes)
+from destiny.data.budget import memory_budget, parse_bytes
+from destiny.data.stream import StreamingSparseDataset, _segments, choose_loading, open_files
 from destiny.errors import DataError, DataWarning, UsageError
 
 

@@ -14,7 +14,8 @@ import pytest
 
 from destiny.data import read_dataset, synthesize, write_netcdf
 from destiny.data.netcdf import inspect_netcdf
-from destiny.data.stream import StreamingSparseDataset, in_memory_bytes
+from destiny.data.budget import in_memory_bytes
+from destiny.data.stream import StreamingSparseDataset
 from destiny.predict.recommend import recommend
 from destiny.train.checkpoint import network_to_file
 from destiny.train.trainer import Trainer

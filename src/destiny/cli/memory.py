@@ -21,7 +21,8 @@ def load_datasets(groups: list[list[str]], args: argparse.Namespace, device, say
     as ``--stream``/``--memory-budget`` decide for all groups together; ``say`` prints the choice
     when the data stream."""
     from destiny.cli.train import read_datasets
-    from destiny.data.stream import choose_loading, memory_budget, open_files
+    from destiny.data.budget import memory_budget
+    from destiny.data.stream import choose_loading, open_files
 
     paths = [path for group in groups for path in group]
     budget = memory_budget(args.memory_budget)
@@ -36,6 +37,6 @@ def load_datasets(groups: list[list[str]], args: argparse.Namespace, device, say
 
 def _size(path: str) -> int:
     from destiny.data.netcdf import inspect_netcdf
-    from destiny.data.stream import in_memory_bytes
+    from destiny.data.budget import in_memory_bytes
 
     return sum(in_memory_bytes(info) for info in inspect_netcdf(path) if info.sparse)

@@ -66,7 +66,7 @@ def parquet_to_netcdf(path: str | os.PathLike, out: str | os.PathLike, *, user_c
     DataError naming the file and column for a missing column, a label column that is not
     integers or strings, a null label or value, a non-finite value, or an empty table.
     """
-    from destiny.data.stream import memory_budget as budget_of
+    from destiny.data.budget import memory_budget as budget_of
 
     pq = _pyarrow_parquet()
     path, out = os.fspath(path), os.fspath(out)

@@ -12,7 +12,7 @@ same rows of ``read_netcdf``'s dataset: feature indices checked, repeated featur
 
 Memory: everything the dataset holds is recorded in its ``ledger`` (current and peak bytes) —
 the per-example arrays, each read's scratch, and what ``destiny.train.streaming`` prefetches —
-and a budget (``memory_budget``) caps it. Opening with ``check=True`` reads the file once,
+and a budget (``destiny.data.budget.memory_budget``) caps it. Opening with ``check=True`` reads the file once,
 segment by segment, to validate it and learn each example's length after merging repeats, so
 batch sizes are known before any epoch.
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -32,107 +31,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from destiny.data import csr
+from destiny.data.budget import BUDGET_SHARE, Ledger, format_bytes, in_memory_bytes, memory_budget
 from destiny.data.dataset import INT32_LIMIT, SparseDataset, exact_values, index_dtype
 from destiny.data.layout import Attribute, Names
-from destiny.errors import DataError, DataWarning, UsageError
+from destiny.errors import DataError, DataWarning
 
 GAP = 1 << 16  # entries: ranges closer than this are read as one slice (copying 256 KB ≈ a call's cost)
 SEGMENT_ENTRIES = 1 << 20  # the most entries one slice reads, unless the budget is smaller
 MIN_SEGMENT = 1 << 8
-BUDGET_ENV = "DESTINY_MEMORY_BUDGET"
-BUDGET_SHARE = 0.5  # of the host memory available, when no budget is given
 
 # netCDF-C (and HDF5 under it) must not be entered from two threads at once; the prefetch
 # threads of several streaming datasets share this lock.
 NETCDF_LOCK = threading.RLock()
-
-_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
-_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
-
-
-def parse_bytes(text: str | int, what: str = "--memory-budget") -> int:
-    """'2GB' → 2·10⁹, '512MiB' → 512·2²⁰, '1.5g' → 1.5·10⁹, '100000' → bytes."""
-    if isinstance(text, (int, np.integer)):
-        value = int(text)
-    else:
-        match = _SIZE.match(str(text))
-        if match is None:
-            raise UsageError(f"{what} {text!r}: give a size such as 2GB, 512MiB, 1.5G or a number of bytes")
-        number, unit, binary = match.groups()
-        value = int(float(number) * (1024 if binary else 1000) ** _POWERS[unit.lower()])
-    if value <= 0:
-        raise UsageError(f"{what} {text!r}: the size must be positive")
-    return value
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
-        n /= 1000
-    return f"{n} B"
-
-
-def available_memory() -> int | None:
-    """Host memory available to new allocations (Linux MemAvailable, else free pages), bytes."""
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    with contextlib.suppress(AttributeError, ValueError, OSError):
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return None
-
-
-def memory_budget(budget: str | int | None = None) -> int:
-    """The bytes data may hold: ``budget`` if given, else $DESTINY_MEMORY_BUDGET, else half of
-    the host memory available now."""
-    if budget is not None:
-        return parse_bytes(budget)
-    if os.environ.get(BUDGET_ENV):
-        return parse_bytes(os.environ[BUDGET_ENV], f"${BUDGET_ENV}")
-    free = available_memory()
-    return int(free * BUDGET_SHARE) if free else 4 * 10**9
-
-
-class Ledger:
-    """Bytes held, now and at the peak; thread-safe. ``limit``: the budget (reported, and
-    checked by ``take`` when ``strict``)."""
-
-    def __init__(self, limit: int | None = None):
-        self.limit = limit
-        self.current = 0
-        self.peak = 0
-        self._lock = threading.Lock()
-
-    def take(self, nbytes: int) -> None:
-        with self._lock:
-            self.current += int(nbytes)
-            self.peak = max(self.peak, self.current)
-
-    def give(self, nbytes: int) -> None:
-        with self._lock:
-            self.current -= int(nbytes)
-
-    @contextlib.contextmanager
-    def holding(self, nbytes: int):
-        self.take(nbytes)
-        try:
-            yield
-        finally:
-            self.give(nbytes)
-
-
-def in_memory_bytes(info) -> int:
-    """What ``read_netcdf`` would hold for a dataset described by a ``DatasetInfo``."""
-    n = info.n_examples
-    weights = 4 * n if info.attributes & Attribute.WEIGHTED else 0
-    if not info.sparse:
-        return n * info.n_features * info.data_type.dtype.itemsize + weights
-    values = 0 if info.attributes & Attribute.BOOLEAN else info.data_type.dtype.itemsize
-    return (info.nnz or 0) * (index_dtype(info.n_features).itemsize + values) + 8 * (n + 1) + weights
-
 
 class StreamingSparseDataset:
     """A sparse dataset of a DSSTNE NetCDF file whose entries stay on disk (module docstring).

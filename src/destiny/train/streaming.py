@@ -27,7 +27,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from destiny.data.stream import format_bytes
+from destiny.data.budget import format_bytes
 from destiny.errors import UsageError
 from destiny.ops.sparse import SparseBatch, SparseRows
 
