@@ -29,7 +29,6 @@ netCDF4 is imported inside the functions: machines without it can import this mo
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import numbers
 import os
@@ -46,6 +45,7 @@ from destiny.config.schema import NetworkConfig
 from destiny.config.shapes import WeightSpec, batch_norm_size, resolve_shapes, weight_specs
 from destiny.errors import ConfigError, ConfigWarning, NetworkFileError, UsageError
 from destiny.io.atomic import atomic_path
+from destiny.io.checksum import content_checksum
 from destiny.io.limits import variable_too_big
 from destiny.io.network_decode import decode_network
 from destiny.io.network_layout import encode_network, first_difference
@@ -54,7 +54,6 @@ PREFIX = "destiny_"
 CONFIG_ATTRIBUTE = PREFIX + "config"
 CHECKSUM_ATTRIBUTE = PREFIX + "checksum"
 _RESERVED_INFO = {CONFIG_ATTRIBUTE: "the config", CHECKSUM_ATTRIBUTE: "the file's checksum"}
-_HASH_SLICE = 1 << 20  # values hashed at a time
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+\-]*\Z")
 _EXTRA_DTYPES = frozenset("i1 u1 i2 u2 i4 u4 i8 u8 f4 f8".split())
 _BN_VARIABLES = (("scale", "scaleBN"), ("bias", "biasBN"), ("running_mean", "runningMeanBN"),
@@ -133,50 +132,9 @@ def write_network(path: str | os.PathLike, network: NetworkFile) -> None:
                 ds.setncattr(name, value)
             for key, array in extras.items():
                 _write_extra(ds, key, array)
-            ds.setncattr(CHECKSUM_ATTRIBUTE, content_checksum(ds).encode("ascii"))
+            ds.setncattr(CHECKSUM_ATTRIBUTE, content_checksum(ds, CHECKSUM_ATTRIBUTE).encode("ascii"))
         finally:
             ds.close()
-
-
-def content_checksum(ds) -> str:
-    """``sha256:<hex>`` of an open NetCDF file's content: every global attribute but the
-    checksum and every variable (name, type, shape, values), in name order. Reads the
-    variables in slices of about a million values."""
-    ds.set_auto_mask(False)
-    h = hashlib.sha256()
-    for name in sorted(ds.ncattrs()):
-        if name != CHECKSUM_ATTRIBUTE:
-            h.update(b"A%s\0%s" % (name.encode(), _attribute_bytes(ds.getncattr(name))))
-    for name in sorted(ds.variables):
-        var = ds.variables[name]
-        shape = tuple(int(n) for n in var.shape)
-        h.update(b"V%s\0%s%s" % (name.encode(), str(np.dtype(var.dtype)).encode(), str(shape).encode()))
-        if not shape:
-            h.update(_little_endian(var[...]))
-            continue
-        if math.prod(shape) == 0:
-            continue
-        rows = max(1, _HASH_SLICE // max(1, math.prod(shape[1:])))
-        for lo in range(0, shape[0], rows):
-            h.update(_little_endian(var[lo:lo + rows]))
-    return "sha256:" + h.hexdigest()
-
-
-def _attribute_bytes(value: Any) -> bytes:
-    if isinstance(value, str):
-        return b"s" + value.encode("utf-8", "surrogatepass")
-    if isinstance(value, bytes):
-        return b"b" + value
-    array = np.asarray(value)
-    if array.dtype.kind in "USO":
-        return b"t" + "\0".join(map(str, array.ravel().tolist())).encode("utf-8", "surrogatepass")
-    return _little_endian(array)
-
-
-def _little_endian(values: Any) -> bytes:
-    array = np.asarray(values)
-    return array.dtype.newbyteorder("<").str.encode() + np.ascontiguousarray(
-        array, dtype=array.dtype.newbyteorder("<")).tobytes()
 
 
 def _nc_value(value: Any) -> Any:
@@ -389,7 +347,7 @@ def _verify(ds, path: str) -> None:
         if too_big:
             raise NetworkFileError(f"{path}: {too_big}; re-save the network")
     stored = ds.getncattr(CHECKSUM_ATTRIBUTE)
-    actual = content_checksum(ds)
+    actual = content_checksum(ds, CHECKSUM_ATTRIBUTE)
     if stored != actual:
         shown = stored[:23] if isinstance(stored, str) else repr(stored)[:23]
         raise NetworkFileError(
@@ -528,5 +486,5 @@ def _read_extras(ds, path: str) -> dict[str, np.ndarray]:
     return extras
 
 
-__all__ = ["BatchNormArrays", "NetworkFile", "WeightArrays", "content_checksum", "from_file_layout", "read_network",
+__all__ = ["BatchNormArrays", "NetworkFile", "WeightArrays", "from_file_layout", "read_network",
            "to_file_layout", "write_network"]
