@@ -23,6 +23,7 @@ SCRIPT = textwrap.dedent('''
     import destiny.ops.triton.dropout as dr
     import destiny.ops.triton.optimizer as op
     import destiny.ops.triton.output_loss as ol
+    import destiny.ops.triton.rescore as rk
     import destiny.ops.triton.row_sparse as rs
     import destiny.ops.triton.sparse_linear as sl
     import destiny.ops.triton.sparse_weight_grad as wg
@@ -97,6 +98,10 @@ SCRIPT = textwrap.dedent('''
                                "H": "i32", **scalars},
               dict(KIND=kind, N_STATE=op.STATES[name], ALL_ROWS=kind % 2 == 1, L2=kind < 3, L1=False,
                    BLOCK_R=4, BLOCK_H=256))
+    build(rk.rescore_kernel, {"out_ptr": "*fp64", **f32(["h_ptr", "w_ptr", "b_ptr"], "*fp32"),
+                              **f32(["items_ptr", "count_ptr"], "*i64"),
+                              **f32(["n", "lo", "out_stride", "h_stride", "items_stride", "w_stride_i"], "i32"),
+                              "w_stride_j": "i64"}, dict(BLOCK_C=rk.BLOCK_C, BLOCK_K=rk.BLOCK_K))
     print("compiled")
 ''')
 

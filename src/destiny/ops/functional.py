@@ -183,6 +183,16 @@ def output_loss(z: torch.Tensor, target: SparseBatch | torch.Tensor, spec: LossS
     return ref.output_loss_ref(z, target, spec)
 
 
+def candidate_scores_(out: torch.Tensor, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                      items: torch.Tensor, lo: int, counts: torch.Tensor) -> torch.Tensor:
+    """out (rows, slots) float64 += h @ weight[:, items] + bias[items] for the slots
+    lo ≤ s < counts[r], in float64 (exact re-scoring of top-K candidates); see
+    ``reference.candidate_scores_ref``. Not differentiable."""
+    if use_kernels(h.device):
+        return _kernel("rescore").candidate_scores_(out, h, weight, bias, items, lo, counts)
+    return ref.candidate_scores_ref(out, h, weight, bias, items, lo, counts)
+
+
 def sharded_logsumexp(z: torch.Tensor, world) -> torch.Tensor:
     """(batch, 1) log Σ_j exp z_j over the whole rows of a layer whose units are split over the
     ranks of ``world`` (z: this rank's (batch, units)), differentiable: the row maximum is

@@ -170,3 +170,32 @@ def denoise_ref(batch: SparseBatch, p: float, seed: int) -> SparseBatch:
                       batch.padded)
     out._rows = getattr(batch, "_rows", None)
     return out
+
+
+RESCORE_ELEMENTS = 1 << 22  # float64 products (32 MB) held at once by candidate_scores_ref
+
+
+def candidate_scores_ref(out: torch.Tensor, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                         items: torch.Tensor, lo: int, counts: torch.Tensor) -> torch.Tensor:
+    """out[r, s] += Σ_i h[r, i] · weight[i, items[r, s]] + bias[items[r, s]] in float64, for the
+    slots lo ≤ s < counts[r]; the others are left as they are (their items may be anything).
+
+    out: (rows, slots) float64; h: (rows, n) float32; weight: (n, width) float32 (any
+    strides); bias: (width,); items: (rows, slots) int64; counts: (rows,) int64 ≤ slots.
+    Products of float32 values are exact in float64; the dot is summed in float64, then the
+    bias added. Temporaries: one block of rows' gathered columns (``RESCORE_ELEMENTS``)."""
+    rows, slots = items.shape
+    n = h.shape[1]
+    if rows == 0 or slots <= lo:
+        return out
+    live = torch.arange(lo, slots, device=items.device)[None, :] < counts[:, None]  # (rows, slots − lo)
+    picked = torch.where(live, items[:, lo:], 0)
+    step = max(1, RESCORE_ELEMENTS // max(1, (slots - lo) * n))
+    columns = weight.t()  # (width, n) view
+    for first in range(0, rows, step):
+        block = slice(first, min(first + step, rows))
+        w = columns[picked[block]].to(torch.float64)  # (r, slots − lo, n) gathered columns
+        dots = torch.einsum("rsn,rn->rs", w, h[block].to(torch.float64))
+        scores = dots + bias[picked[block]].to(torch.float64)
+        out[block, lo:] += torch.where(live[block], scores, 0.0)
+    return out

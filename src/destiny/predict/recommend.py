@@ -16,12 +16,14 @@ from destiny.train.binding import Binding
 @torch.no_grad()
 def iter_recommendations(network, datasets: Mapping[str, object], k: int, *, exclude=None, include_only=None,
                          layer: str | None = None, batch_size: int = 1024, chunk: int | None = None,
-                         device: torch.device | str | None = None) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+                         device: torch.device | str | None = None, method: str = "auto"
+                         ) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
     """(rows, scores, items) for each batch of examples of the input datasets (by DataSet name):
     scores (batch, k) float32 best first, items (batch, k) int64, −1/−inf where fewer than k
     items are eligible. exclude: a sparse dataset with the same rows whose items are never
     recommended (the items already seen); include_only: a (width,) bool mask of the items
-    allowed at all. Memory: one batch × chunk score buffer (see ``top_k``)."""
+    allowed at all. Memory: one batch × chunk score buffer (see ``top_k``). method: "auto",
+    "exact" or "candidates" (``top_k``)."""
     if k < 1:
         raise UsageError(f"k must be a positive integer, not {k}")
     if batch_size < 1:
@@ -47,18 +49,19 @@ def iter_recommendations(network, datasets: Mapping[str, object], k: int, *, exc
         examples = torch.arange(start, stop, device=device)
         inputs, _ = binding.batch(examples)
         best = top_k(network, inputs, k, layer=layer, exclude=seen.take(examples) if seen else None,
-                     include_only=allowed, chunk=chunk)
+                     include_only=allowed, chunk=chunk, method=method)
         yield slice(start, start + len(examples)), best.scores.cpu().numpy(), best.items.cpu().numpy()
 
 
 def recommend(network, datasets: Mapping[str, object], k: int, *, exclude=None, include_only=None,
               layer: str | None = None, batch_size: int = 1024, chunk: int | None = None,
-              device: torch.device | str | None = None) -> tuple[np.ndarray, np.ndarray]:
+              device: torch.device | str | None = None, method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Top-k (scores, items) arrays of shape (examples, k) for every example of the input
     datasets (by DataSet name); see ``iter_recommendations``."""
     scores, items = [], []
     for _, s, i in iter_recommendations(network, datasets, k, exclude=exclude, include_only=include_only,
-                                        layer=layer, batch_size=batch_size, chunk=chunk, device=device):
+                                        layer=layer, batch_size=batch_size, chunk=chunk, device=device,
+                                        method=method):
         scores.append(s)
         items.append(i)
     if not scores:

@@ -55,13 +55,18 @@ _INDEX_MASK = (1 << 32) - 1
 _IN_PLACE = {Activation.RELU: torch.relu_}
 
 
+METHODS = ("auto", "exact", "candidates")
+
+
 @dataclass
 class TopK:
     """scores (batch, k) float32 descending; items (batch, k) int64, −1 where fewer than k
-    items were eligible (their score is −inf)."""
+    items were eligible (their score is −inf). fallback: (batch,) bool, the method
+    "candidates" only: the rows its certificate did not cover, scored over the whole width."""
 
     scores: torch.Tensor
     items: torch.Tensor
+    fallback: torch.Tensor | None = None
 
 
 def _sortable(scores: torch.Tensor) -> torch.Tensor:
@@ -173,15 +178,22 @@ def _default_chunk(width: int, batch: int, chunk: int | None) -> int:
 
 @torch.no_grad()
 def top_k(network, inputs: dict, k: int, *, layer: str | None = None, exclude: SparseBatch | None = None,
-          include_only: torch.Tensor | None = None, chunk: int | None = None) -> TopK:
+          include_only: torch.Tensor | None = None, chunk: int | None = None, method: str = "auto") -> TopK:
     """The k best items of output ``layer`` for one batch of ``inputs`` (layer name → batch).
 
     exclude: items per example never to recommend (e.g. those already seen), in output-layer
     columns. include_only: a (width,) bool mask of the items allowed at all. chunk: output
     columns scored at once (default: 16M / batch); memory ≈ batch × chunk × 4 bytes.
+    method: "exact" scores every item in the network's precision (this module's docstring);
+    "candidates" picks candidates with a TF32 pass (bfloat16-emulated on CPU) and scores them
+    exactly in float64 under a certified error bound (``destiny.predict.candidates``: the
+    same items as a float64 brute force, several times faster on tensor cores); "auto" (the
+    default) is "candidates" on CUDA where it applies, else "exact".
     """
     if k < 1:
         raise UsageError(f"k must be a positive integer, not {k}")
+    if method not in METHODS:
+        raise UsageError(f"unknown top-K method {method!r}; use one of {', '.join(METHODS)}")
     layer_cfg = output_layer(network, layer)
     world = network.world
     lo, hi = network.bounds[layer_cfg.name]  # this process's items (all of them in one process)
@@ -189,6 +201,16 @@ def top_k(network, inputs: dict, k: int, *, layer: str | None = None, exclude: S
     values = network.forward(inputs, None, stop_at=sources)
     batch = next(v.shape[0] if isinstance(v, torch.Tensor) else v.batch_size for v in values.values())
     chunk = _default_chunk(hi - lo, batch, chunk)
+    if method != "exact":
+        from destiny.predict import candidates  # it builds on this module's keys
+
+        why = candidates.unsupported(network, layer_cfg, values)
+        if why is not None and method == "candidates":
+            raise UsageError(f"top-K method 'candidates' cannot rank layer '{layer_cfg.name}': {why}; "
+                             "use method 'exact' (or 'auto', which picks it)")
+        if why is None and (method == "candidates" or network.device.type == "cuda"):
+            return candidates.candidate_top_k(network, layer_cfg, values, k, exclude=exclude,
+                                              include_only=include_only, chunk=chunk)
     device = network.device
     act = network.activation[layer_cfg.name]
     softmax = act.kind == Activation.SOFTMAX

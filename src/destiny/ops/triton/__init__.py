@@ -8,6 +8,7 @@ reference (``destiny.ops.reference``, ``DsstneOptimizer``'s formula):
 - ``output_loss``: loss and delta of an output layer against sparse targets, fused;
 - ``dropout``: dropout, alpha dropout and denoising with Philox masks recomputed in backward;
 - ``optimizer``: DSSTNE's seven updates in one pass, dense and row-sparse.
+- ``rescore``: exact float64 scores of chosen output columns (top-K candidates), per row.
 
 Nothing here waits for the host: counts (a batch's nonzeros, a gradient's distinct rows),
 seeds and the optimizer's learning rate and step are read from device memory, and every grid
