@@ -1,5 +1,6 @@
 """The chunked top-K on a CUDA device gives exactly the CPU's answer (same items, same ties),
-and its memory stays within one batch × chunk buffer plus a few MB."""
+and its memory stays within one batch × chunk buffer plus a few MB; the certified candidates
+(method auto on CUDA) give the float64 brute force's items."""
 
 from __future__ import annotations
 
@@ -44,8 +45,39 @@ def test_gpu_memory_is_one_buffer():
     assert torch.equal(got.items.cpu(), want.items)
 
 
+@pytest.mark.parametrize("transpose", [True, False], ids=["transposed", "row-major"])
+def test_gpu_candidates_equal_the_float64_brute_force(transpose):
+    """method auto on CUDA: TF32 candidates, certified, rescored by the kernel; the same items
+    as a float64 brute force and as the CPU's bfloat16-emulated candidates. row-major: W too
+    wide to transpose (as a 10M-wide layer), read in place."""
+    import destiny.predict.candidates as candidates
+    from destiny.predict.topk import TopK
+    from tests.predict.test_topk_candidates import check, float64_scores, float_network
+
+    limit = candidates.TRANSPOSE_ELEMENTS
+    candidates.TRANSPOSE_ELEMENTS = limit if transpose else 0
+    try:
+        rng = np.random.default_rng(12)
+        net = float_network(n_in=40, hidden=256, n_out=8_000, activation="Linear", seed=3)
+        rows = random_rows(rng, 300, 40, most=8)
+        seen = random_rows(rng, 300, 8_000, most=300)
+        z = float64_scores(net, rows, 40)
+        cpu = top_k(net, {"Input": batch_of(rows, 40)}, 10, exclude=batch_of(seen, 8_000), method="candidates")
+        net.to("cuda")
+        gpu = top_k(net, {"Input": batch_of(rows, 40).to("cuda")}, 10, exclude=batch_of(seen, 8_000).to("cuda"),
+                    chunk=3000)
+        assert gpu.fallback is not None  # auto chose the candidates
+        check(TopK(gpu.scores.cpu(), gpu.items.cpu()), z, 10, seen, activation=lambda x: x)
+        assert torch.equal(gpu.items.cpu(), cpu.items)
+        print(f"fallback rows: GPU (TF32) {int(gpu.fallback.sum())}, CPU (bf16) {int(cpu.fallback.sum())} of 300")
+    finally:
+        candidates.TRANSPOSE_ELEMENTS = limit
+
+
 if __name__ == "__main__":  # the device machine may have no pytest
     for activation in ["Sigmoid", "Relu", "SoftMax", "Linear"]:
         test_gpu_equals_cpu_and_the_brute_force(activation)
     test_gpu_memory_is_one_buffer()
+    for transpose in (True, False):
+        test_gpu_candidates_equal_the_float64_brute_force(transpose)
     print("GPU top-K checks passed")
