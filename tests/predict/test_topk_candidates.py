@@ -229,3 +229,26 @@ def test_method_errors_say_why():
     with pytest.raises(UsageError, match="sparse input"):
         top_k(direct, inputs, 3, method="candidates")
     assert top_k(direct, inputs, 3, method="auto").items.shape == (1, 3)  # auto: the exact path
+
+
+def test_predict_command_takes_the_method(tmp_path, capsys):
+    """destiny predict --top-k-method candidates writes what the exact method writes (an exact
+    integer network: no rounding anywhere), and refuses a SoftMax layer with exit code 2."""
+    from destiny.cli.main import main
+    from tests.predict.helpers import autoencoder_files
+
+    paths, rows, labels, _ = autoencoder_files(tmp_path)
+
+    def predict(recs, *extra):
+        return main(["predict", "-n", str(paths["net"]), "-i", str(paths["index"]), "-o", str(paths["index"]),
+                     "-r", str(paths["input"]), "-s", str(tmp_path / recs), "--quiet", "-k", "6", *extra])
+
+    assert predict("exact.txt", "--top-k-method", "exact") == 0
+    assert predict("fast.txt", "--top-k-method", "candidates", "--chunk", "7") == 0
+    assert (tmp_path / "fast.txt").read_text() == (tmp_path / "exact.txt").read_text()
+    (tmp_path / "soft").mkdir()
+    soft, *_ = autoencoder_files(tmp_path / "soft", activation="SoftMax")
+    code = main(["predict", "-n", str(soft["net"]), "-i", str(soft["index"]), "-o", str(soft["index"]),
+                 "-r", str(soft["input"]), "-s", str(tmp_path / "soft.txt"), "--top-k-method", "candidates"])
+    assert code == 2 and "SoftMax" in capsys.readouterr().err
+    assert not (tmp_path / "soft.txt").exists()

@@ -99,7 +99,8 @@ def _from_network(args):
     items = np.full((inp.n_examples, k), -1, dtype=np.int64)
     for rows, _, found in iter_recommendations(network, inp.datasets, k, exclude=filters.seen,
                                                include_only=filters.allowed, layer=layer.name,
-                                               batch_size=args.batch_size, chunk=args.chunk, device=network.device):
+                                               batch_size=args.batch_size, chunk=args.chunk, device=network.device,
+                                               method=args.top_k_method):
         items[rows] = found
     catalogue = int(output.labelled(width).sum())
     result = evaluate_lists(items, held, args.k, catalogue, threshold=args.threshold,

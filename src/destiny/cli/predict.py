@@ -52,6 +52,10 @@ def add_filter_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include-only", metavar="FILE", help="recommend only these item labels, one a line")
     p.add_argument("--chunk", type=int, metavar="N",
                    help="output columns scored at once (default 16M / batch); memory ≈ batch × chunk × 4 bytes")
+    p.add_argument("--top-k-method", choices=("auto", "exact", "candidates"), default="auto",
+                   help="exact: every item scored in fp32; candidates: a TF32 pass picks candidates, scored exactly "
+                        "in float64 under a certified error bound (the same items, faster on GPUs); auto: candidates "
+                        "on CUDA where the output layer allows, else exact (default: %(default)s)")
 
 
 def register(subparsers) -> None:
@@ -162,7 +166,7 @@ def _predict(args: argparse.Namespace, world) -> int:
     network, layer, width, output, inp, filters = load_for_recommending(args, world)
     batches = iter_recommendations(network, inp.datasets, args.k, exclude=filters.seen, include_only=filters.allowed,
                                    layer=layer.name, batch_size=args.batch_size, chunk=args.chunk,
-                                   device=network.device)
+                                   device=network.device, method=args.top_k_method)
     if not world.is_root:  # every process ranks its items; rank 0 writes
         for _ in batches:
             pass

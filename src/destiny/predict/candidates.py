@@ -62,6 +62,7 @@ from dataclasses import dataclass
 import torch
 
 from destiny.config import Activation
+from destiny.nn.activations import activate
 from destiny.ops import functional as F
 from destiny.ops.sparse import SparseBatch
 from destiny.predict.topk import TopK, _item_keys, _Running, _scores_from_keys, ranks_by_preactivation
@@ -143,8 +144,6 @@ def candidate_top_k(network, layer_cfg, values, k: int, *, exclude: SparseBatch 
 
 
 def _result(running: _Running, act, fallback: torch.Tensor) -> TopK:
-    from destiny.nn.activations import activate
-
     best = running.result(lambda z: activate(z.double(), act).float())
     best.fallback = fallback
     return best

@@ -1,5 +1,16 @@
 """Top-K recommendations at any output width, without the full batch × width score matrix.
 
+Two methods give the same exact ranking. "exact" (below; CPU's default) scores every item in
+the network's precision. "candidates" (``destiny.predict.candidates``; the default on CUDA,
+where it applies: one process, dense sources, an increasing activation other than SoftMax,
+float32) scores every item with a TF32 GEMM only to pick each row's candidates, bounds that
+GEMM's error per row, rescores the candidates that can still reach the top K in float64 and
+proves that no other item can; rows it cannot prove are scored over the whole width in
+float64. Its scores are the float32 roundings of float64 sums, so they can differ from the
+exact method's float32 GEMM in the last bit, and near-ties at that level can order
+differently. ``top_k(method=...)`` chooses ("auto", "exact", "candidates"); model-parallel
+networks use the exact method.
+
 The output layer is scored in chunks of columns into one reused (batch, chunk) buffer:
 pre-activations z = h @ W[:, chunk] + b[chunk] written in place (``addmm(out=)``), the
 activation applied in place where ranking needs it (below), filtered items (seen, excluded,
