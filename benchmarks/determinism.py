@@ -58,7 +58,7 @@ def segment_rows_atomic(keys, n_rows, src, src_rows=None, values=None):
     cap = min(n, n_rows)
     keys = keys.long()
     present = torch.zeros(n_rows + 1, dtype=torch.bool, device=src.device)
-    present[keys] = True  # padding keys (n_rows) land in the extra slot
+    present.index_fill_(0, keys, True)  # padding keys (n_rows) land in the extra slot; no host copy (capturable)
     features = torch.nonzero_static(present[:n_rows], size=cap, fill_value=n_rows).flatten()
     count = present[:n_rows].sum()
     slot = torch.cumsum(present, 0) - 1  # feature → its row in ``rows``; padding → past the real ones

@@ -419,6 +419,7 @@ def run_wide(steps: int, bandwidth: float) -> None:
     from destiny.config import config_from_json
     from destiny.data import SparseDataset
     from destiny.nn.network import Network
+    from destiny.parallel import World
     from destiny.train.binding import Binding
     from destiny.train.optimizers import Hyperparameters
     from destiny.train.trainer import Trainer
@@ -437,7 +438,9 @@ def run_wide(steps: int, bandwidth: float) -> None:
     times = {}
     for label, data_in in (("10M-wide input", inputs), ("27,278 input, the same ~1,000 items an example", narrow),
                            ("27,278 input, 115 items an example", targets.replace(name="input"))):
-        net = Network.from_config(cfg, {"input": data_in.dims, "output": targets.dims})
+        # built on the GPU: initialising 15 billion weights on the host would take minutes
+        net = Network.from_config(cfg, {"input": data_in.dims, "output": targets.dims},
+                                  world=World.single("cuda"))
         trainer = Trainer(net, "sgd", Hyperparameters(alpha=0.01, lam=0.0), batch_size=1024, device="cuda",
                           progress=False)
         binding = Binding(net, {"input": data_in, "output": targets}, device=torch.device("cuda"))

@@ -32,6 +32,8 @@ opt-in until measured.
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import torch
 
@@ -213,8 +215,13 @@ class StepRunner:
             self._graph = self._graph_key = None
         steps = t.optimizer._steps
         graph = torch.cuda.CUDAGraph()
+        collecting = gc.isenabled()
         try:
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph):  # collects garbage first
+                # A garbage collection during the capture can free another CUDA graph (an earlier
+                # trainer's, held in a reference cycle), and destroying a graph while a stream
+                # captures invalidates the capture (cudaErrorStreamCaptureInvalidated): none then.
+                gc.disable()
                 self._body(buf.examples, buf, epoch, step)
         except Exception as exc:  # an op that syncs or allocates from the host, for instance
             self.why_not = f"capturing the step failed ({type(exc).__name__}: {str(exc)[:200]})"
@@ -223,6 +230,8 @@ class StepRunner:
             t.optimizer.zero_grad()
             return
         finally:
+            if collecting:
+                gc.enable()
             t.optimizer._steps = steps  # recording ran no update
         t.optimizer.zero_grad()
         self._graph, self._graph_key = graph, key
