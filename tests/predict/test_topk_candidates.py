@@ -252,3 +252,12 @@ def test_predict_command_takes_the_method(tmp_path, capsys):
                  "-r", str(soft["input"]), "-s", str(tmp_path / "soft.txt"), "--top-k-method", "candidates"])
     assert code == 2 and "SoftMax" in capsys.readouterr().err
     assert not (tmp_path / "soft.txt").exists()
+
+
+def test_network_recommend_takes_the_method():
+    rng = np.random.default_rng(11)
+    net = float_network(n_in=30, n_out=30, activation="Linear", seed=10)
+    rows = random_rows(rng, 8, 30)
+    z = float64_scores(net, rows, 30)
+    recs = net.recommend(sparse_dataset(rows, 30), 5, method="candidates")
+    assert recs.items.tolist() == brute_top_k(z, 5, [set(r) for r in rows])

@@ -113,7 +113,7 @@ def _item_mask(items, width: int, what: str) -> np.ndarray | None:
 
 def recommend_batch(network, x, k: int = 10, *, filter_seen: bool = True, seen=None, exclude=None,
                     include_only=None, layer: str | None = None, batch_size: int = 1024, chunk: int | None = None,
-                    device: torch.device | str | None = None) -> Recommendations:
+                    device: torch.device | str | None = None, method: str = "auto") -> Recommendations:
     """The k best items of output ``layer`` for every example of ``x``.
 
     filter_seen: never recommend an example's own input items (an autoencoder's input and output
@@ -121,6 +121,7 @@ def recommend_batch(network, x, k: int = 10, *, filter_seen: bool = True, seen=N
     to recommend (SparseDataset, scipy.sparse or SparseBatch with x's rows); overrides x for
     filtering. exclude / include_only: item ids (or a (width,) bool mask) never / only to
     recommend. chunk: output columns scored at once; memory ≈ batch_size × chunk × 4 bytes.
+    method: "auto", "exact" or "candidates" (``destiny.predict.topk.top_k``).
     """
     cfg = output_layer(network, layer)
     width = network.units[cfg.name]
@@ -145,7 +146,8 @@ def recommend_batch(network, x, k: int = 10, *, filter_seen: bool = True, seen=N
     scores = np.empty((n, k), np.float32)
     items = np.empty((n, k), np.int64)
     for rows, s, i in iter_recommendations(network, datasets, k, exclude=seen, include_only=allowed,
-                                           layer=cfg.name, batch_size=batch_size, chunk=chunk, device=device):
+                                           layer=cfg.name, batch_size=batch_size, chunk=chunk, device=device,
+                                           method=method):
         scores[rows], items[rows] = s, i
     return Recommendations(scores, items)
 
