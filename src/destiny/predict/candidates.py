@@ -49,9 +49,9 @@ that no other item can reach the top K, and the candidates are scored exactly.
 
 Scores returned: the activation of s' (float64, then float32), as ``top_k`` does; items
 int64, −1 / −inf where fewer than k items are eligible; NaN scores rank as −inf. Memory: the
-(batch, chunk) buffer, (batch, C) lists, the norms, W transposed once (≤ ``TRANSPOSE_ELEMENTS``,
-so the re-scoring reads each column as one run; wider layers read W in place) and the
-fallback's column blocks.
+(batch, chunk) buffer, (batch, C) lists, the norms, W transposed once a call (≤
+``TRANSPOSE_ELEMENTS``: the candidate GEMM's operand and the re-scoring's columns are then
+contiguous and aligned; wider layers read W in place) and the fallback's column blocks.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def candidate_top_k(network, layer_cfg, values, k: int, *, exclude: SparseBatch 
     for src in layer_cfg.sources:
         spec = network._spec_of[(src, layer_cfg.name)]
         h = network.full_value(src, values).contiguous()
-        sources.append(_Source(h, network.weight(spec), network.bias(spec)))
+        sources.append(_Source(h, _transposed(network.weight(spec)), network.bias(spec)))
     batch, width = sources[0].h.shape[0], sources[0].w.shape[1]
     device = sources[0].h.device
     precision = "tf32" if device.type == "cuda" else "bf16"
@@ -223,7 +223,9 @@ def _approximate_top(sources: list[_Source], count: int, exclude: SparseBatch | 
 
 def _transposed(w: torch.Tensor) -> torch.Tensor:
     """W (n, width) with contiguous columns (stride (1, n)) when that costs ≤ TRANSPOSE_ELEMENTS
-    of memory, else W as it is."""
+    of memory, else W as it is. Made once a call: the re-scoring then reads each column as one
+    run, and a chunk of columns is a column-major operand whose leading dimension n keeps the
+    16-byte alignment cuBLAS's tensor-core kernels want (a row-major W's width, 27,278, does not)."""
     if w.stride(0) == 1 or w.numel() > TRANSPOSE_ELEMENTS:
         return w
     return w.t().contiguous().t()
@@ -239,18 +241,16 @@ def _rescore(sources: list[_Source], approx: torch.Tensor, cand: torch.Tensor, k
     first = min(k, count)
     eligible = approx > -math.inf  # (batch, count); NaN (rows with ε = ∞ only) counts as not
     bounded = torch.isfinite(eps)
-    weights = [_transposed(s.w) for s in sources]
     exact64 = torch.zeros(batch, count, dtype=torch.float64, device=device)
     head = torch.full((batch,), first, dtype=torch.int64, device=device)
-    for s, w in zip(sources, weights):
-        F.candidate_scores_(exact64, s.h, w, s.b, cand, 0, head)
+    for s in sources:
+        F.candidate_scores_(exact64, s.h, s.w, s.b, cand, 0, head)
     head_scores = torch.where(eligible[:, :first], exact64[:, :first].float(), -math.inf)
     floor = head_scores.amin(dim=1).double() - eps  # below it no candidate can reach the top k
     needed = ((approx.double() >= floor[:, None]) & eligible).sum(dim=1)  # a prefix: approx is sorted
     needed = torch.where(bounded, torch.maximum(needed, head), head)
-    for s, w in zip(sources, weights):
-        F.candidate_scores_(exact64, s.h, w, s.b, cand, first, needed)
-    del weights
+    for s in sources:
+        F.candidate_scores_(exact64, s.h, s.w, s.b, cand, first, needed)
     scored = torch.arange(count, device=device)[None, :] < needed[:, None]
     exact = torch.where(scored & eligible, exact64.float(), -math.inf)
     keys, where = torch.topk(_item_keys(exact, cand), first, dim=1, sorted=True)
