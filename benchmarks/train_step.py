@@ -395,18 +395,21 @@ def predict_parts(net, data, method: str, device: str, steps: int) -> None:
     chunk = max(1, (1 << 24) // n)
     buffer = torch.empty(n * chunk, device=dev)
 
-    def gemm():
-        for start in range(0, w.shape[1], chunk):
-            stop = min(start + chunk, w.shape[1])
-            torch.addmm(b[start:stop], h, w[:, start:stop], out=buffer[:n * (stop - start)].view(n, stop - start))
+    columns = w.t().contiguous().t()  # what the candidate pass multiplies by: W with contiguous columns
+
+    def gemm(weight=w):
+        for start in range(0, weight.shape[1], chunk):
+            stop = min(start + chunk, weight.shape[1])
+            torch.addmm(b[start:stop], h, weight[:, start:stop], out=buffer[:n * (stop - start)].view(n, stop - start))
 
     def tf32_gemm():
         with matmul_precision(Precision.TF32):
-            gemm()
+            gemm(columns)
 
     batches = math.ceil(data.n_examples / n)
     parts = {"forward to the last hidden layer": lambda: net.forward(inputs, None, stop_at={source}),
-             "output GEMM fp32": gemm, "output GEMM TF32 (the candidate pass's)": tf32_gemm,
+             "output GEMM fp32 (W row-major)": gemm,
+             "output GEMM TF32 (W column-major: the candidate pass's)": tf32_gemm,
              f"top_k (method {method!r})": lambda: top_k(net, inputs, 10, exclude=exclude, method=method)}
     for label, fn in parts.items():
         fn()
