@@ -173,7 +173,11 @@ def launch(part: str, nproc: int, args) -> dict:
                    os.path.abspath(__file__), f"--worker={part}", f"--ranks={nproc}", f"--result={result}",
                    *forwarded, *(["--graphs"] if args.graphs else [])]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]))
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.launch_timeout)
+        except subprocess.TimeoutExpired as exc:
+            tail = (exc.stderr or exc.stdout or b"")[-1500:]
+            return {"world": nproc, "part": part, "failed": f"no result within {args.launch_timeout} s: {tail!r}"}
         if os.path.exists(result):
             with open(result) as f:
                 return json.load(f)
@@ -199,6 +203,7 @@ def main() -> None:
     p.add_argument("--big-steps", type=int, default=300)
     p.add_argument("--skip-one-gpu", action="store_true", help="wide: do not try the 10M autoencoder on one GPU")
     p.add_argument("--graphs", action="store_true", help="capture steps with NCCL collectives in CUDA graphs")
+    p.add_argument("--launch-timeout", type=float, default=600, help="seconds a torchrun may take")
     p.add_argument("--device", default="cuda", help="cuda (NCCL); cpu (gloo) only to smoke-test this script")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--ranks", type=int, default=1, help=argparse.SUPPRESS)
@@ -219,7 +224,10 @@ def main() -> None:
     parts = args.parts.split(",")
     if "seed" in parts:
         sizes = [n for n in map(int, args.gpus.split(",")) if n <= gpus]
-        rows = [launch("seed", n, args) for n in sizes]
+        rows = []
+        for n in sizes:
+            rows.append(launch("seed", n, args))
+            print(json.dumps(rows[-1]), flush=True)
         base = next((r["examples_per_s"] for r in rows if r["world"] == 1 and "examples_per_s" in r), None)
         print(f"\nseed network ({args.items:,} → 3 × {args.hidden} → {args.items:,}), batch {args.batch}, "
               f"{args.steps} steps, momentum SGD")
@@ -238,6 +246,8 @@ def main() -> None:
         runs = [] if args.skip_one_gpu else [launch("wide", 1, args)]
         if args.big_gpus <= gpus:
             runs.append(launch("wide", args.big_gpus, args))
+        for r in runs:
+            print(json.dumps(r), flush=True)
         for r in runs:
             if "examples_per_s" not in r:
                 print(f"{r['world']} GPU(s): did not train: {r.get('oom') or r.get('failed')}")

@@ -39,6 +39,7 @@ from destiny.nn.activations import ActivationSpec, activate
 from destiny.nn.init import init_weight
 from destiny.nn.losses import LossSpec
 from destiny.ops import functional as ops
+from destiny.ops.dense import dense_linear
 from destiny.ops.random import stream_seed
 from destiny.ops.sparse import SparseBatch
 from destiny.parallel import OUTPUT, MatrixShard, World, all_reduce, gather_units, plan_matrices, reduce_scatter_units
@@ -320,7 +321,7 @@ class Network(torch.nn.Module):
             spec = self._spec_of[(src, layer.name)]
             x, w = self._source_value(src, values), self.weight(spec)
             term = ops.sparse_linear(x, w, self.bias(spec)) if isinstance(x, SparseBatch) else \
-                torch.addmm(self.bias(spec), x, w)
+                dense_linear(x, w, self.bias(spec))
             z = term if z is None else z + term
         for skip in layer.skips:
             z = z + self._source_value(skip, values)
@@ -333,10 +334,10 @@ class Network(torch.nn.Module):
             w, b = self.weight(spec), self.bias(spec)
             if self.plan[spec.index].mode == OUTPUT:  # all the input × my columns
                 x = self.full_value(src, values)
-                term = ops.sparse_linear(x, w, b) if isinstance(x, SparseBatch) else torch.addmm(b, x, w)
+                term = ops.sparse_linear(x, w, b) if isinstance(x, SparseBatch) else dense_linear(x, w, b)
             else:  # my input units × my rows: a partial sum of every unit, reduce-scattered
                 x = self.shard_value(src, values)
-                partial = ops.sparse_linear(x, w) if isinstance(x, SparseBatch) else x @ w  # (batch, all units)
+                partial = ops.sparse_linear(x, w) if isinstance(x, SparseBatch) else dense_linear(x, w)  # all units
                 term = reduce_scatter_units(partial, self.world, spec.shape[1]) + b
             z = term if z is None else z + term
         for skip in layer.skips:
