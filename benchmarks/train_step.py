@@ -23,6 +23,7 @@ that precision, plus the optimizer's bytes over the device copy bandwidth measur
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import statistics
 import sys
@@ -285,7 +286,8 @@ def run_training(name, config, data, batch, hidden, activation, dropout, optimiz
     return results
 
 
-def run_predict(data, steps: int, device: str = "cuda", method: str = "auto", check_users: int = 8192) -> None:
+def run_predict(data, steps: int, device: str = "cuda", method: str = "auto", check_users: int = 8192,
+                variants: list[tuple[int, int | None]] | None = None) -> None:
     """Top-10 unseen items for every user: Destiny's ``recommend`` (``method``: "auto" is the
     certified candidates on CUDA) against PyTorch forward + sigmoid + mask + topk in fp32, in
     the same run; then, on the first ``check_users`` users, Destiny's items against a float64
@@ -295,7 +297,8 @@ def run_predict(data, steps: int, device: str = "cuda", method: str = "auto", ch
     from destiny.predict.recommend import recommend
 
     print(f"\n== predict: top-10 unseen items for {data.n_examples:,} users × {data.n_features:,} items, "
-          f"seed network, fp32, batch 4096, method {method!r}")
+          f"seed network, fp32, Destiny's default batch (16,384 on a GPU) and chunk, method {method!r}; "
+          "PyTorch batches of 4,096")
     cfg = config_from_json(SEED_CONFIG)
     named = data.replace(name="input")
     net = Network.from_config(cfg, {"input": data.dims, "output": data.dims}).to(device)
@@ -303,9 +306,9 @@ def run_predict(data, steps: int, device: str = "cuda", method: str = "auto", ch
     offsets = torch.as_tensor(data.offsets, device=device)
     indices = torch.as_tensor(data.indices, device=device).long()
 
-    def destiny_all(n: int) -> None:
+    def destiny_all(n: int, batch: int | None = None, chunk: int | None = None) -> None:  # None: the defaults
         part = named if n == named.n_examples else named[:n]
-        recommend(net, {"input": part}, 10, exclude=part, batch_size=4096, method=method)
+        recommend(net, {"input": part}, 10, exclude=part, batch_size=batch, chunk=chunk, method=method)
 
     @torch.no_grad()
     def pytorch_all(n: int) -> None:
@@ -320,10 +323,14 @@ def run_predict(data, steps: int, device: str = "cuda", method: str = "auto", ch
 
     results = {}
     for name, fn in (("destiny", destiny_all), ("pytorch", pytorch_all)):
-        fn(min(8192, data.n_examples))  # warm-up: kernels compiled, allocator primed
+        fn(min(32_768, data.n_examples))  # warm-up: kernels compiled, allocator primed (two batches of 16,384)
         results[name] = wall(lambda: fn(data.n_examples), device)
     ours, theirs = results["destiny"], results["pytorch"]
     print(f"destiny {ours:.3f} s, PyTorch forward + topk {theirs:.3f} s: {theirs / ours:.2f}x")
+    for batch, chunk in variants or []:  # Destiny's batch size and chunk of output columns
+        destiny_all(min(2 * batch, data.n_examples), batch, chunk)  # warm-up
+        t = wall(lambda: destiny_all(data.n_examples, batch, chunk), device)
+        print(f"  destiny, batch {batch}, chunk {chunk or 'default'}: {t:.3f} s: {theirs / t:.2f}x PyTorch's speed")
     check_predict(net, named[:min(check_users, data.n_examples)], method, device)
     predict_parts(net, named, method, device, steps)
 
@@ -444,10 +451,22 @@ def run_wide(steps: int, bandwidth: float) -> None:
     narrow = SparseDataset("input", (27_278,), inputs.offsets,
                            rng.integers(0, 27_278, size=inputs.nnz).astype(np.int32))
     narrow, _ = narrow.deduplicate()  # the same examples' sizes over 27,278 features (≈ 970 distinct)
+
+    def distinct(features: int):
+        """1,000 items an example, no item twice within a batch of 1,024: 1,024,000 distinct rows a
+        step whatever the width, so the update's traffic is the same and only the width differs."""
+        picks = np.concatenate([rng.choice(features, size=1024 * per, replace=False) for _ in range(n // 1024)])
+        offsets = np.arange(n + 1, dtype=np.int64) * per
+        for e in range(n):
+            picks[offsets[e]:offsets[e + 1]].sort()
+        return SparseDataset("input", (features,), offsets, picks.astype(np.int32))
+
     cfg = config_from_json(SEED_CONFIG)
     times = {}
     for label, data_in in (("10M-wide input", inputs), ("27,278 input, the same ~1,000 items an example", narrow),
-                           ("27,278 input, 115 items an example", targets.replace(name="input"))):
+                           ("27,278 input, 115 items an example", targets.replace(name="input")),
+                           ("10M-wide, 1,024,000 distinct items a batch", distinct(width)),
+                           ("1,048,576-wide, 1,024,000 distinct items a batch", distinct(1 << 20))):
         # built on the GPU: initialising 15 billion weights on the host would take minutes
         net = Network.from_config(cfg, {"input": data_in.dims, "output": targets.dims},
                                   world=World.single("cuda"))
@@ -464,11 +483,15 @@ def run_wide(steps: int, bandwidth: float) -> None:
 
         ms = times[label] = timed(step, steps)
         print(f"  {label}: {ms:.2f} ms a step ({graph_note(trainer)})")
-        del net, trainer, binding
+        del net, trainer, binding, step  # step's closure holds the trainer: a 10M network is 61 GB
+        gc.collect()
         torch.cuda.empty_cache()
     wide, same = times["10M-wide input"], times["27,278 input, the same ~1,000 items an example"]
-    print(f"  the width's own cost (10M against 27,278 features, the same nonzeros): {wide - same:+.2f} ms, "
-          f"{100 * (wide - same) / wide:.1f}% of the 10M step")
+    print(f"  10M against 27,278 features, the same nonzeros: {wide - same:+.2f} ms, {100 * (wide - same) / wide:.1f}% "
+          "of the 10M step (most of it: ~1M distinct weight rows a step to update instead of ≤ 27,278)")
+    wide, same = times["10M-wide, 1,024,000 distinct items a batch"], times["1,048,576-wide, 1,024,000 distinct items a batch"]
+    print(f"  the width's own cost (10M against 1,048,576 features, the same nonzeros and distinct rows): "
+          f"{wide - same:+.2f} ms, {100 * (wide - same) / wide:.1f}% of the 10M step")
 
 
 def main() -> int:
@@ -480,6 +503,8 @@ def main() -> int:
     parser.add_argument("--predict-users", type=int, default=138_493, help="synthetic users for the predict part")
     parser.add_argument("--items", type=int, default=27_278, help="items (input and output width) of the predict part")
     parser.add_argument("--method", default="auto", help="top-K method of the predict part: auto, exact, candidates")
+    parser.add_argument("--predict-variants", default="",
+                        help="more Destiny timings of the predict part: batch:chunk,… (chunk 0: the default)")
     parser.add_argument("--device", default="cuda",
                         help="cuda, or cpu for a small smoke run of the predict part (method 'candidates' emulated)")
     args = parser.parse_args()
@@ -508,7 +533,9 @@ def main() -> int:
         run_training("DSSTNE benchmark network", dsstne_config(), data, 256, [1024] * 3, torch.sigmoid, 0.5,
                      "rmsprop", dict(alpha=0.001, lam=0.0, mu=0.9), 20, precisions, args.steps, bandwidth)
     if "predict" in parts:
-        run_predict(users(args.predict_users, args.items, 144, seed=2), args.steps, "cuda", args.method)
+        variants = [(int(b), int(c) or None) for b, c in (v.split(":") for v in args.predict_variants.split(",") if v)]
+        run_predict(users(args.predict_users, args.items, 144, seed=2), args.steps, "cuda", args.method,
+                    variants=variants)
     if "wide" in parts:
         run_wide(args.steps, bandwidth)
     return 0

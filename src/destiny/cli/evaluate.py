@@ -61,7 +61,7 @@ def _check(args: argparse.Namespace) -> None:
         if args.network is None or args.input_nc is None or args.recs is not None or args.input is not None:
             raise UsageError("--accuracy scores a network on a NetCDF input: give -n NETWORK.nc and --input-nc "
                              "INPUT.nc (and -t LABELS.nc if the labels are in another file)")
-        if args.batch_size < 1:
+        if args.batch_size is not None and args.batch_size < 1:
             raise UsageError(f"-b/--batch-size must be a positive integer, got {args.batch_size}")
         return
     if args.held_out is None:

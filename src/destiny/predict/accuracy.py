@@ -67,7 +67,7 @@ def _datasets(network, x) -> dict[str, object]:
     return as_datasets(network, x)
 
 
-def top_k_accuracy(network, x, labels, ks=(1, 5), *, layer: str | None = None, batch_size: int = 1024,
+def top_k_accuracy(network, x, labels, ks=(1, 5), *, layer: str | None = None, batch_size: int | None = None,
                    device=None, source: str = "", labels_name: str = "") -> Accuracy:
     """Top-k accuracy of ``network`` on inputs ``x`` (a dataset, an array, or datasets by
     DataSet name) against ``labels``, for each k of ``ks`` (k beyond the number of classes

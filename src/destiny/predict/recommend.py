@@ -13,9 +13,15 @@ from destiny.predict.topk import TopK, _keys, top_k
 from destiny.train.binding import Binding
 
 
+def default_batch_size(device: torch.device | str) -> int:
+    """Examples a batch of recommendations: 16,384 on a GPU (fewer, larger passes: top-10 for
+    138,493 users twice as fast as with 4,096 on an H200), 1,024 elsewhere."""
+    return 16_384 if torch.device(device).type == "cuda" else 1024
+
+
 @torch.no_grad()
 def iter_recommendations(network, datasets: Mapping[str, object], k: int, *, exclude=None, include_only=None,
-                         layer: str | None = None, batch_size: int = 1024, chunk: int | None = None,
+                         layer: str | None = None, batch_size: int | None = None, chunk: int | None = None,
                          device: torch.device | str | None = None, method: str = "auto"
                          ) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
     """(rows, scores, items) for each batch of examples of the input datasets (by DataSet name):
@@ -23,12 +29,13 @@ def iter_recommendations(network, datasets: Mapping[str, object], k: int, *, exc
     items are eligible. exclude: a sparse dataset with the same rows whose items are never
     recommended (the items already seen); include_only: a (width,) bool mask of the items
     allowed at all. Memory: one batch × chunk score buffer (see ``top_k``). method: "auto",
-    "exact" or "candidates" (``top_k``)."""
+    "exact" or "candidates" (``top_k``). batch_size: default ``default_batch_size(device)``."""
     if k < 1:
         raise UsageError(f"k must be a positive integer, not {k}")
+    device = torch.device(device) if device is not None else network.device
+    batch_size = default_batch_size(device) if batch_size is None else batch_size
     if batch_size < 1:
         raise UsageError(f"the batch size must be a positive integer, not {batch_size}")
-    device = torch.device(device) if device is not None else network.device
     binding = Binding(network, datasets, device=device, with_targets=False, what="prediction data")
     if exclude is None:
         seen = None
@@ -54,7 +61,7 @@ def iter_recommendations(network, datasets: Mapping[str, object], k: int, *, exc
 
 
 def recommend(network, datasets: Mapping[str, object], k: int, *, exclude=None, include_only=None,
-              layer: str | None = None, batch_size: int = 1024, chunk: int | None = None,
+              layer: str | None = None, batch_size: int | None = None, chunk: int | None = None,
               device: torch.device | str | None = None, method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Top-k (scores, items) arrays of shape (examples, k) for every example of the input
     datasets (by DataSet name); see ``iter_recommendations``."""
@@ -98,4 +105,4 @@ def popularity(train, k: int, *, exclude=None, include_only=None, batch_size: in
     return scores, items
 
 
-__all__ = ["TopK", "iter_recommendations", "popularity", "recommend"]
+__all__ = ["TopK", "default_batch_size", "iter_recommendations", "popularity", "recommend"]

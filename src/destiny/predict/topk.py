@@ -60,6 +60,9 @@ from destiny.ops.sparse import SparseBatch
 from destiny.parallel import OUTPUT, all_gather_stack
 
 DEFAULT_CHUNK_ELEMENTS = 1 << 24  # batch × chunk ≤ 16M scores (64 MB in float32)
+# The candidate method on a GPU: batch × chunk ≤ 128M scores (512 MB); with batch 16,384 a chunk of
+# 8,192 columns, the fastest measured (NVIDIA H200, benchmarks/train_step.py --parts predict).
+CANDIDATE_CHUNK_ELEMENTS = 1 << 27
 BLOCK_ELEMENTS = 1 << 20  # float32 values (4 MB) of a chunk's rows handled at once by passes that need a temporary
 KEY_BLOCK_ELEMENTS = 1 << 18  # values of tied rows redone at once on int64 keys (~8 MB of temporaries)
 _INDEX_MASK = (1 << 32) - 1
@@ -211,6 +214,7 @@ def top_k(network, inputs: dict, k: int, *, layer: str | None = None, exclude: S
     sources = set(layer_cfg.sources) | set(layer_cfg.skips)
     values = network.forward(inputs, None, stop_at=sources)
     batch = next(v.shape[0] if isinstance(v, torch.Tensor) else v.batch_size for v in values.values())
+    given = chunk
     chunk = _default_chunk(hi - lo, batch, chunk)
     if method != "exact":
         from destiny.predict import candidates  # it builds on this module's keys
@@ -220,6 +224,8 @@ def top_k(network, inputs: dict, k: int, *, layer: str | None = None, exclude: S
             raise UsageError(f"top-K method 'candidates' cannot rank layer '{layer_cfg.name}': {why}; "
                              "use method 'exact' (or 'auto', which picks it)")
         if why is None and (method == "candidates" or network.device.type == "cuda"):
+            if given is None and network.device.type == "cuda":  # larger chunks: fewer, larger top-k passes
+                chunk = max(1, min(hi - lo, CANDIDATE_CHUNK_ELEMENTS // max(batch, 1)))
             return candidates.candidate_top_k(network, layer_cfg, values, k, exclude=exclude,
                                               include_only=include_only, chunk=chunk)
     device = network.device
