@@ -144,6 +144,20 @@ def worker(args) -> None:
         seconds = time.perf_counter() - started
         result.update(examples_per_s=steps * batch / seconds, ms_per_step=1000 * seconds / steps,
                       losses=losses, graphs=trainer.graph_status())
+        if args.profile:  # every rank steps; rank 0 writes the tables
+            from torch.profiler import ProfilerActivity, profile
+
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+            with profile(activities=activities) as prof:
+                for s in range(warm + steps, warm + steps + 5):
+                    step(s)
+                sync(world)
+            if world.is_root:
+                table = prof.key_averages()
+                with open(args.profile, "w") as f:
+                    f.write(table.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=60))
+                    if cuda:
+                        f.write(table.table(sort_by="self_cuda_time_total", row_limit=20, max_name_column_width=60))
     except torch.cuda.OutOfMemoryError as exc:
         result["oom"] = str(exc).split("\n")[0][:200]
     peak = torch.tensor([torch.cuda.max_memory_allocated(world.device) if cuda else 0], dtype=torch.float64,
@@ -169,6 +183,8 @@ def launch(part: str, nproc: int, args) -> dict:
         forwarded = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
                      if k in ("users", "items", "hidden", "batch", "steps", "precision", "big_users", "big_items",
                               "big_per_user", "big_batch", "big_steps", "device")]
+        if args.profile and part == "seed" and nproc == max(map(int, args.gpus.split(","))):
+            forwarded.append(f"--profile={os.path.abspath(args.profile)}")
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                    os.path.abspath(__file__), f"--worker={part}", f"--ranks={nproc}", f"--result={result}",
                    *forwarded, *(["--graphs"] if args.graphs else [])]
@@ -203,6 +219,7 @@ def main() -> None:
     p.add_argument("--big-steps", type=int, default=300)
     p.add_argument("--skip-one-gpu", action="store_true", help="wide: do not try the 10M autoencoder on one GPU")
     p.add_argument("--graphs", action="store_true", help="capture steps with NCCL collectives in CUDA graphs")
+    p.add_argument("--profile", help="the largest world size's rank 0 profiles 5 more steps into this file")
     p.add_argument("--launch-timeout", type=float, default=600, help="seconds a torchrun may take")
     p.add_argument("--device", default="cuda", help="cuda (NCCL); cpu (gloo) only to smoke-test this script")
     p.add_argument("--worker", help=argparse.SUPPRESS)

@@ -324,12 +324,12 @@ def run_predict(data, steps: int, device: str = "cuda", method: str = "auto", ch
     results = {}
     for name, fn in (("destiny", destiny_all), ("pytorch", pytorch_all)):
         fn(min(32_768, data.n_examples))  # warm-up: kernels compiled, allocator primed (two batches of 16,384)
-        results[name] = wall(lambda: fn(data.n_examples), device)
+        results[name] = statistics.median(wall(lambda: fn(data.n_examples), device) for _ in range(3))
     ours, theirs = results["destiny"], results["pytorch"]
-    print(f"destiny {ours:.3f} s, PyTorch forward + topk {theirs:.3f} s: {theirs / ours:.2f}x")
+    print(f"destiny {ours:.3f} s, PyTorch forward + topk {theirs:.3f} s (medians of 3): {theirs / ours:.2f}x")
     for batch, chunk in variants or []:  # Destiny's batch size and chunk of output columns
         destiny_all(min(2 * batch, data.n_examples), batch, chunk)  # warm-up
-        t = wall(lambda: destiny_all(data.n_examples, batch, chunk), device)
+        t = statistics.median(wall(lambda: destiny_all(data.n_examples, batch, chunk), device) for _ in range(3))
         print(f"  destiny, batch {batch}, chunk {chunk or 'default'}: {t:.3f} s: {theirs / t:.2f}x PyTorch's speed")
     check_predict(net, named[:min(check_users, data.n_examples)], method, device)
     predict_parts(net, named, method, device, steps)
