@@ -28,13 +28,11 @@ def run_predict(data, steps: int, device: str = "cuda", method: str = "auto", ch
 
     print(f"\n== predict: top-10 unseen items for {data.n_examples:,} users × {data.n_features:,} items, "
           f"seed network, fp32, Destiny's default batch (16,384 on a GPU) and chunk, method {method!r}; "
-          "PyTorch batches of 4,096")
+          "PyTorch batches of 4,096; both from the host's arrays to the top-10 items on the host")
     cfg = config_from_json(SEED_CONFIG)
     named = data.replace(name="input")
     net = Network.from_config(cfg, {"input": data.dims, "output": data.dims}).to(device)
     peer = Peer(data.n_features, [1536] * 3, torch.relu, 0.0, "bag").to(device).eval()
-    offsets = torch.as_tensor(data.offsets, device=device)
-    indices = torch.as_tensor(data.indices, device=device).long()
 
     def destiny_all(n: int, batch: int | None = None, chunk: int | None = None) -> None:  # None: the defaults
         part = named if n == named.n_examples else named[:n]
@@ -42,14 +40,18 @@ def run_predict(data, steps: int, device: str = "cuda", method: str = "auto", ch
 
     @torch.no_grad()
     def pytorch_all(n: int) -> None:
+        """From the host's arrays to top-10 items on the host, as ``recommend`` goes."""
+        offsets = torch.as_tensor(data.offsets[:n + 1], device=device)
+        indices = torch.as_tensor(data.indices[:data.offsets[n]], device=device).long()
+        found = []
         for start in range(0, n, 4096):
             stop = min(start + 4096, n)
             off = offsets[start:stop + 1] - offsets[start]
-            idx = indices[offsets[start]:offsets[stop]]
+            idx = indices[data.offsets[start]:data.offsets[stop]]
             scores = torch.sigmoid(peer((off, idx)))
             rows = torch.repeat_interleave(torch.arange(stop - start, device=device), off[1:] - off[:-1])
             scores[rows, idx] = -1.0
-            torch.topk(scores, 10, dim=1)
+            found.append(torch.topk(scores, 10, dim=1).indices.cpu())
 
     results = {}
     for name, fn in (("destiny", destiny_all), ("pytorch", pytorch_all)):

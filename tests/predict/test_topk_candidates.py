@@ -261,3 +261,20 @@ def test_network_recommend_takes_the_method():
     z = float64_scores(net, rows, 30)
     recs = net.recommend(sparse_dataset(rows, 30), 5, method="candidates")
     assert recs.items.tolist() == brute_top_k(z, 5, [set(r) for r in rows])
+
+
+
+@pytest.mark.parametrize("chunk", [None, 100, 7])
+def test_candidates_with_padded_chunks_equal_the_brute_force(chunk):
+    """A width that is not a multiple of ALIGN: the candidate products run on ALIGN-multiple
+    column counts (zero-padded copies of W and b), the padded columns never recommended."""
+    rng = np.random.default_rng(9)
+    net = float_network(n_out=1003, seed=2)
+    rows = random_rows(rng, 12, 30)
+    seen = random_rows(rng, 12, 1003, most=300)
+    z = float64_scores(net, rows, 30)
+    for k in (10, 1003):
+        got = top_k(net, {"Input": batch_of(rows, 30)}, k, method="candidates", chunk=chunk,
+                    exclude=batch_of(seen, 1003))
+        check(got, z, k, seen)
+        assert int(got.items.max()) < 1003

@@ -75,6 +75,7 @@ SAFETY = 2.0
 LARGEST = 2.0 ** 100  # norms past this get no bound (low-precision casts could overflow)
 TRANSPOSE_ELEMENTS = 1 << 28  # W up to 1 GB (float32) is transposed once for contiguous re-scoring
 FALLBACK_ELEMENTS = 1 << 24  # float64 elements of one block of the fallback's GEMM operands
+ALIGN = 16  # the candidate GEMM's column counts: multiples of 16, for cuBLAS's Hopper kernels (ops/dense.py)
 
 
 @dataclass
@@ -84,6 +85,8 @@ class _Source:
     h: torch.Tensor
     w: torch.Tensor
     b: torch.Tensor
+    w_pad: torch.Tensor | None = None  # (n, width rounded up to ALIGN): w's storage, zero columns past it
+    b_pad: torch.Tensor | None = None
 
 
 def candidate_count(k: int, width: int) -> int:
@@ -124,7 +127,7 @@ def candidate_top_k(network, layer_cfg, values, k: int, *, exclude: SparseBatch 
     for src in layer_cfg.sources:
         spec = network._spec_of[(src, layer_cfg.name)]
         h = network.full_value(src, values).contiguous()
-        sources.append(_Source(h, _transposed(network.weight(spec)), network.bias(spec)))
+        sources.append(_source(h, network.weight(spec), network.bias(spec)))
     batch, width = sources[0].h.shape[0], sources[0].w.shape[1]
     device = sources[0].h.device
     precision = "tf32" if device.type == "cuda" else "bf16"
@@ -186,7 +189,10 @@ def _approximate_top(sources: list[_Source], count: int, exclude: SparseBatch | 
     low-precision pre-activations of each row, −inf for filtered items. No host sync."""
     batch, width = sources[0].h.shape[0], sources[0].w.shape[1]
     device = sources[0].h.device
-    buffer = torch.empty(batch * chunk + 1, dtype=torch.float32, device=device)  # + 1: a sink for the mask
+    padded = all(s.w_pad is not None for s in sources)  # products of ALIGN-multiple column counts
+    full = sources[0].w_pad.shape[1] if padded else width
+    room = -(-chunk // ALIGN) * ALIGN if padded else chunk
+    buffer = torch.empty(batch * room + 1, dtype=torch.float32, device=device)  # + 1: a sink for the mask
     values = torch.empty(batch, 0, dtype=torch.float32, device=device)
     items = torch.empty(batch, 0, dtype=torch.int64, device=device)
     emulate = precision == "bf16"
@@ -196,21 +202,24 @@ def _approximate_top(sources: list[_Source], count: int, exclude: SparseBatch | 
         for start in range(0, width, chunk):
             stop = min(start + chunk, width)
             n = stop - start
-            out = buffer[:batch * n].view(batch, n)
+            m = min(-(-n // ALIGN) * ALIGN, full - start) if padded else n  # columns computed: n, or a few more
+            wide = buffer[:batch * m].view(batch, m)
             for i, (h, s) in enumerate(zip(hs, sources)):
-                w = s.w[:, start:stop]  # (inputs, n) strided view
+                w = (s.w_pad if padded else s.w)[:, start:start + m]  # (inputs, m) strided view
+                b = (s.b_pad if padded else s.b)[start:start + m]
                 if emulate:
                     w = w.bfloat16().float()
                 if i == 0:
-                    torch.addmm(s.b[start:stop], h, w, out=out)
+                    torch.addmm(b, h, w, out=wide)
                 else:
-                    out.addmm_(h, w).add_(s.b[start:stop])
+                    wide.addmm_(h, w).add_(b)
+            out = wide[:, :n]  # the real items' scores
             if allowed is not None:
                 out.masked_fill_(~allowed[start:stop].unsqueeze(0), -math.inf)
             if banned is not None:  # entries outside the chunk (and padding) write the sink
                 rows, cols = banned
                 inside = (cols >= start) & (cols < stop)
-                buffer.index_fill_(0, torch.where(inside, rows * n + (cols - start), batch * n), -math.inf)
+                buffer.index_fill_(0, torch.where(inside, rows * m + (cols - start), batch * m), -math.inf)
             top, where = torch.topk(out, min(count, n), dim=1, sorted=False)
             values = torch.cat([values, top], dim=1)
             items = torch.cat([items, where + start], dim=1)
@@ -221,14 +230,23 @@ def _approximate_top(sources: list[_Source], count: int, exclude: SparseBatch | 
     return values, torch.gather(items, 1, order)
 
 
-def _transposed(w: torch.Tensor) -> torch.Tensor:
-    """W (n, width) with contiguous columns (stride (1, n)) when that costs ≤ TRANSPOSE_ELEMENTS
-    of memory, else W as it is. Made once a call: the re-scoring then reads each column as one
-    run, and a chunk of columns is a column-major operand whose leading dimension n keeps the
-    16-byte alignment cuBLAS's tensor-core kernels want (a row-major W's width, 27,278, does not)."""
-    if w.stride(0) == 1 or w.numel() > TRANSPOSE_ELEMENTS:
-        return w
-    return w.t().contiguous().t()
+def _source(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> _Source:
+    """The source with W (n, width) given contiguous columns (stride (1, n)) when that costs ≤
+    TRANSPOSE_ELEMENTS of memory, else W as it is. Made once a call: the re-scoring then reads
+    each column as one run, and a chunk of columns is a column-major operand whose leading
+    dimension n keeps the 16-byte alignment cuBLAS's tensor-core kernels want (a row-major W's
+    width, 27,278, does not). The copy's storage has zero columns up to a multiple of ALIGN, so
+    that every chunk's product, the last one too, has a column count cuBLAS runs on its fast
+    kernels (27,278 − 3 × 8,192 = 2,702 columns took as long as 8,192 on an H200)."""
+    if w.numel() > TRANSPOSE_ELEMENTS:
+        return _Source(h, w, b)
+    n, width = w.shape
+    padded = -(-width // ALIGN) * ALIGN
+    storage = w.new_zeros((padded, n))
+    storage[:width].copy_(w.t())
+    b_pad = b.new_zeros(padded)
+    b_pad[:width].copy_(b)
+    return _Source(h, storage[:width].t(), b, storage.t(), b_pad)
 
 
 def _rescore(sources: list[_Source], approx: torch.Tensor, cand: torch.Tensor, k: int, eps: torch.Tensor,

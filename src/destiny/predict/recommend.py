@@ -43,8 +43,10 @@ def iter_recommendations(network, datasets: Mapping[str, object], k: int, *, exc
         from destiny.train.streaming import StreamingRows
 
         seen = StreamingRows(exclude, device)
-    else:
-        seen = SparseRows(exclude, device)
+    else:  # the input itself, as the seen items usually are: its rows are on the device already
+        seen = binding.rows_of(exclude)
+        if not isinstance(seen, SparseRows):
+            seen = SparseRows(exclude, device)
     if seen is not None and seen.n_examples != binding.n_examples:
         raise UsageError(f"the items to exclude cover {seen.n_examples} examples but the input has "
                          f"{binding.n_examples}; give one row per example")

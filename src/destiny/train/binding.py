@@ -86,6 +86,11 @@ class Binding:
             raise DataError(f"{what}: the datasets have different numbers of examples ({sizes}); input and "
                             "output datasets must have one row per example, in the same order")
         self.n_examples = next(iter(counts.values()))
+        self._held = held
+
+    def rows_of(self, dataset) -> SparseRows | StreamingRows | DenseRows | None:
+        """The device rows of ``dataset`` if it is one of the bound datasets (the same object)."""
+        return self._held.get(id(dataset))
 
     def sparse(self) -> dict[str, SparseRows | StreamingRows]:
         """The sparse datasets by layer name (inputs and targets)."""
