@@ -217,7 +217,11 @@ class StepRunner:
         graph = torch.cuda.CUDAGraph()
         collecting = gc.isenabled()
         try:
-            with torch.cuda.graph(graph):  # collects garbage first
+            # Model parallel: NCCL's own threads make CUDA calls (connections, buffers) while this
+            # thread captures, which the default "global" capture mode forbids (nccl-tests
+            # captures in thread-local mode for this reason).
+            mode = "thread_local" if t.world.parallel else "global"
+            with torch.cuda.graph(graph, capture_error_mode=mode):  # collects garbage first
                 # A garbage collection during the capture can free another CUDA graph (an earlier
                 # trainer's, held in a reference cycle), and destroying a graph while a stream
                 # captures invalidates the capture (cudaErrorStreamCaptureInvalidated): none then.
