@@ -23,7 +23,7 @@ import torch
 from destiny.config import WeightInit, WeightInitScheme
 from destiny.ops.random import normal_at, stream_seed, uniform_at, uniform_range
 
-CHUNK_ELEMENTS = 1 << 22  # elements drawn at once (about 40 int64 temporaries each)
+CHUNK_ELEMENTS = 1 << 18  # elements drawn at once: ~40 int64 temporaries of 2 MB, which stay in cache (CPU: 2× faster than 4M)
 
 
 def init_weight(shape: tuple[int, ...], spec: WeightInit, fan_in: int, fan_out: int, seed: int,
