@@ -128,10 +128,15 @@ def worker(args) -> None:
         def step(s):
             start = (s * batch) % windows
             examples = order[start:start + batch]
+            trace = args.graphs and s < 3  # where a rank stands, should a capture with NCCL stall
+            if trace:
+                print(f"rank {world.rank}: step {s} starts ({trainer.graph_status()})", file=sys.stderr, flush=True)
             if part == "wide" and s % 25 == 0:
                 losses.append((s, float(trainer.step(binding, examples, 1, s)) / batch))
             else:
                 trainer.step_examples(binding, examples, epoch=1, step=s)
+            if trace:
+                print(f"rank {world.rank}: step {s} queued", file=sys.stderr, flush=True)
 
         warm = 5 if part == "seed" else 2
         for s in range(warm):
@@ -192,12 +197,12 @@ def launch(part: str, nproc: int, args) -> dict:
         try:
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.launch_timeout)
         except subprocess.TimeoutExpired as exc:
-            tail = (exc.stderr or exc.stdout or b"")[-1500:]
+            tail = (exc.stderr or exc.stdout or b"")[-3000:]
             return {"world": nproc, "part": part, "failed": f"no result within {args.launch_timeout} s: {tail!r}"}
         if os.path.exists(result):
             with open(result) as f:
                 return json.load(f)
-        tail = (done.stderr or done.stdout)[-1500:]
+        tail = (done.stderr or done.stdout)[-3000:]
         return {"world": nproc, "part": part, "failed": f"exit {done.returncode}: {tail}"}
 
 
