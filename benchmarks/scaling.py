@@ -149,6 +149,12 @@ def worker(args) -> None:
         seconds = time.perf_counter() - started
         result.update(examples_per_s=steps * batch / seconds, ms_per_step=1000 * seconds / steps,
                       losses=losses, graphs=trainer.graph_status())
+        if part == "seed":  # the whole network's hash (rank 0 gathers it): run to run, the same bits?
+            from destiny.train.checkpoint import network_to_file
+
+            whole_file = network_to_file(net)
+            if whole_file is not None:
+                result["fingerprint"] = whole_file.info["fingerprint"]
         if args.profile:  # every rank steps; rank 0 writes the tables
             from torch.profiler import ProfilerActivity, profile
 
@@ -224,6 +230,8 @@ def main() -> None:
     p.add_argument("--big-steps", type=int, default=300)
     p.add_argument("--skip-one-gpu", action="store_true", help="wide: do not try the 10M autoencoder on one GPU")
     p.add_argument("--graphs", action="store_true", help="capture steps with NCCL collectives in CUDA graphs")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="seed: launches a world size (2: the fingerprints show whether runs repeat bit for bit)")
     p.add_argument("--profile", help="the largest world size's rank 0 profiles 5 more steps into this file")
     p.add_argument("--launch-timeout", type=float, default=600, help="seconds a torchrun may take")
     p.add_argument("--device", default="cuda", help="cuda (NCCL); cpu (gloo) only to smoke-test this script")
@@ -248,8 +256,9 @@ def main() -> None:
         sizes = [n for n in map(int, args.gpus.split(",")) if n <= gpus]
         rows = []
         for n in sizes:
-            rows.append(launch("seed", n, args))
-            print(json.dumps(rows[-1]), flush=True)
+            for _ in range(args.repeat):
+                rows.append(launch("seed", n, args))
+                print(json.dumps(rows[-1]), flush=True)
         base = next((r["examples_per_s"] for r in rows if r["world"] == 1 and "examples_per_s" in r), None)
         print(f"\nseed network ({args.items:,} → 3 × {args.hidden} → {args.items:,}), batch {args.batch}, "
               f"{args.steps} steps, momentum SGD")
@@ -261,7 +270,7 @@ def main() -> None:
             up = f"{r['examples_per_s'] / base:.2f}×" if base else "-"
             peaks = ", ".join(f"{g:.1f}" for g in r["peak_gib"])
             print(f"{r['world']:>4}  {r['examples_per_s']:>11,.0f}  {r['ms_per_step']:>8.2f}  {up:>8}  {peaks:<24} "
-                  f"{r['device']}")
+                  f"{r['device']}  fingerprint {r.get('fingerprint', '-')}")
     if "wide" in parts:
         print(f"\n10M-item autoencoder ({args.big_items:,} → 256 → {args.big_items:,}, Adam), "
               f"{args.big_users:,} users × {args.big_per_user:,} items, batch {args.big_batch}, {args.big_steps} steps")
