@@ -112,7 +112,8 @@ def _item_mask(items, width: int, what: str) -> np.ndarray | None:
 
 
 def recommend_batch(network, x, k: int = 10, *, filter_seen: bool = True, seen=None, exclude=None,
-                    include_only=None, layer: str | None = None, batch_size: int = 1024, chunk: int | None = None,
+                    include_only=None, layer: str | None = None, batch_size: int | None = None,
+                    chunk: int | None = None,
                     device: torch.device | str | None = None, method: str = "auto") -> Recommendations:
     """The k best items of output ``layer`` for every example of ``x``.
 
@@ -120,7 +121,8 @@ def recommend_batch(network, x, k: int = 10, *, filter_seen: bool = True, seen=N
     columns are the same items; otherwise pass ``seen``). seen: per example, output columns never
     to recommend (SparseDataset, scipy.sparse or SparseBatch with x's rows); overrides x for
     filtering. exclude / include_only: item ids (or a (width,) bool mask) never / only to
-    recommend. chunk: output columns scored at once; memory ≈ batch_size × chunk × 4 bytes.
+    recommend. batch_size: default 16,384 on a GPU, 1,024 elsewhere (``recommend.default_batch_size``).
+    chunk: output columns scored at once; memory ≈ batch_size × chunk × 4 bytes.
     method: "auto", "exact" or "candidates" (``destiny.predict.topk.top_k``).
     """
     cfg = output_layer(network, layer)

@@ -184,10 +184,10 @@ class _Running:
         return TopK(scores, items)
 
 
-def _default_chunk(width: int, batch: int, chunk: int | None) -> int:
+def _default_chunk(width: int, batch: int, chunk: int | None, elements: int = DEFAULT_CHUNK_ELEMENTS) -> int:
     if chunk is not None and chunk < 1:
         raise UsageError(f"the chunk must be a positive number of columns, not {chunk}")
-    return max(1, min(width, chunk or DEFAULT_CHUNK_ELEMENTS // max(batch, 1)))
+    return max(1, min(width, chunk or elements // max(batch, 1)))
 
 
 @torch.no_grad()
@@ -214,8 +214,6 @@ def top_k(network, inputs: dict, k: int, *, layer: str | None = None, exclude: S
     sources = set(layer_cfg.sources) | set(layer_cfg.skips)
     values = network.forward(inputs, None, stop_at=sources)
     batch = next(v.shape[0] if isinstance(v, torch.Tensor) else v.batch_size for v in values.values())
-    given = chunk
-    chunk = _default_chunk(hi - lo, batch, chunk)
     if method != "exact":
         from destiny.predict import candidates  # it builds on this module's keys
 
@@ -224,10 +222,11 @@ def top_k(network, inputs: dict, k: int, *, layer: str | None = None, exclude: S
             raise UsageError(f"top-K method 'candidates' cannot rank layer '{layer_cfg.name}': {why}; "
                              "use method 'exact' (or 'auto', which picks it)")
         if why is None and (method == "candidates" or network.device.type == "cuda"):
-            if given is None and network.device.type == "cuda":  # larger chunks: fewer, larger top-k passes
-                chunk = max(1, min(hi - lo, CANDIDATE_CHUNK_ELEMENTS // max(batch, 1)))
+            elements = CANDIDATE_CHUNK_ELEMENTS if network.device.type == "cuda" else DEFAULT_CHUNK_ELEMENTS
             return candidates.candidate_top_k(network, layer_cfg, values, k, exclude=exclude,
-                                              include_only=include_only, chunk=chunk)
+                                              include_only=include_only,
+                                              chunk=_default_chunk(hi - lo, batch, chunk, elements))
+    chunk = _default_chunk(hi - lo, batch, chunk)
     device = network.device
     act = network.activation[layer_cfg.name]
     softmax = act.kind == Activation.SOFTMAX
