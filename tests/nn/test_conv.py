@@ -14,7 +14,8 @@ import torch
 
 from destiny.config.shapes import output_size
 from destiny.nn.conv import padding
-from destiny.nn.network import Network, Noise
+from destiny.nn.network import Network
+from destiny.nn.noise import Noise
 from tests.helpers import config
 
 

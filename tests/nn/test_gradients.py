@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from destiny.config import Activation, ErrorFunction
-from destiny.nn.network import Network, Noise
+from destiny.nn.network import Network
+from destiny.nn.noise import Noise
 from tests.helpers import config, random_batch
 
 ALL = [a.json for a in Activation if a not in (Activation.RELU_MAX, Activation.LINEAR_MAX)]

@@ -9,7 +9,7 @@ import torch
 from destiny.backend import HAS_TRITON, use_triton
 from destiny.errors import UsageError
 from destiny.config import Activation, ErrorFunction
-from destiny.nn.network import Noise
+from destiny.nn.noise import Noise
 from destiny.ops import functional as F
 from destiny.ops.sparse import SparseRows
 from destiny.train.optimizers import DsstneOptimizer, Hyperparameters

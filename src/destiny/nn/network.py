@@ -25,7 +25,6 @@ element's place in the whole layer). The loss an output layer computes is the pr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Mapping
 
 import torch
@@ -38,43 +37,14 @@ from destiny.nn import conv  # Convolutional and Pooling layers
 from destiny.nn.activations import ActivationSpec, activate
 from destiny.nn.init import init_weight
 from destiny.nn.losses import LossSpec
+from destiny.nn.noise import Noise
 from destiny.ops import functional as ops
 from destiny.ops.dense import dense_linear
-from destiny.ops.random import stream_seed
 from destiny.ops.sparse import SparseBatch
 from destiny.parallel import OUTPUT, MatrixShard, World, all_reduce, gather_units, plan_matrices, reduce_scatter_units
 
 BN_EPSILON = 1e-5  # cuDNN's CUDNN_BN_MIN_EPSILON, as DSSTNE
 PENALTY_CLAMP = (1e-6, 0.999999)  # DSSTNE's MIN_ACTIVATION / MAX_ACTIVATION
-
-
-@dataclass(frozen=True)
-class Noise:
-    """Where the random numbers of one training step come from."""
-
-    seed: int
-    epoch: int
-    step: int
-
-    def seed_for(self, purpose: str, layer: str) -> int | torch.Tensor:
-        return stream_seed(self.seed, purpose, self.epoch, self.step, layer)
-
-
-@dataclass(frozen=True)
-class DeviceNoise(Noise):
-    """Noise whose seeds sit in device memory: ``seeds[slots[(purpose, layer)]]`` (0-d int64
-    views), filled by the caller with ``Noise.seed_for``'s numbers before each step, so that a
-    CUDA graph of the step draws each step's numbers (the kernels read the seed)."""
-
-    seeds: torch.Tensor | None = None
-    slots: Mapping[tuple[str, str], int] | None = None
-
-    def seed_for(self, purpose: str, layer: str) -> torch.Tensor:
-        slot = self.slots.get((purpose, layer)) if self.slots is not None else None
-        if slot is None:
-            raise KeyError(f"no device seed for the {purpose} stream of layer '{layer}'; "
-                           "Network.noise_streams() must list every stream the forward pass draws")
-        return self.seeds[slot]
 
 
 class _ClipRowGrad(torch.autograd.Function):

@@ -79,7 +79,7 @@ class DivergenceBrake:
 def batch_error(trainer, binding, examples: np.ndarray, epoch: int, step: int) -> float:
     """The per-example loss a training step on ``examples`` would compute (with its noise),
     without gradients or an update: the brake's look-ahead (a host sync)."""
-    from destiny.nn.network import Noise
+    from destiny.nn.noise import Noise
     from destiny.train.precision import autocast, matmul_precision
 
     inputs, targets = binding.batch(torch.as_tensor(examples, device=trainer.device))

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from destiny.backend import say_once
-from destiny.nn.network import DeviceNoise, Noise
+from destiny.nn.noise import DeviceNoise, Noise
 from destiny.ops.random import stream_seed
 from destiny.train.binding import Binding
 from destiny.train.precision import autocast, matmul_precision
