@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -101,6 +102,10 @@ def worker(args) -> None:
     world = init_from_environment(args.device) if args.ranks > 1 else World.single(args.device)
     cuda = world.device.type == "cuda"
     part = args.worker
+    if args.graphs:  # a capture that stalls: every rank's Python stack on stderr before the launch times out
+        import faulthandler
+
+        faulthandler.dump_traceback_later(max(10.0, args.launch_timeout - 30), exit=False)
     data = _data(part, args)
     seed_config = json.loads(json.dumps(SEED_CONFIG).replace("1536", str(args.hidden)))
     cfg = config_from_json(seed_config if part == "seed" else WIDE_CONFIG)
@@ -193,23 +198,35 @@ def launch(part: str, nproc: int, args) -> dict:
         result = os.path.join(tmp, "result.json")
         forwarded = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
                      if k in ("users", "items", "hidden", "batch", "steps", "precision", "big_users", "big_items",
-                              "big_per_user", "big_batch", "big_steps", "device")]
+                              "big_per_user", "big_batch", "big_steps", "device", "launch_timeout")]
         if args.profile and part == "seed" and nproc == max(map(int, args.gpus.split(","))):
             forwarded.append(f"--profile={os.path.abspath(args.profile)}")
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                    os.path.abspath(__file__), f"--worker={part}", f"--ranks={nproc}", f"--result={result}",
                    *forwarded, *(["--graphs"] if args.graphs else [])]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]))
+        # a launch past its time is stopped with its workers, which would otherwise hold the GPUs
+        # (and their NCCL kernels) through the next launches
+        done = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
         try:
-            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.launch_timeout)
-        except subprocess.TimeoutExpired as exc:
-            tail = (exc.stderr or exc.stdout or b"")[-3000:]
-            return {"world": nproc, "part": part, "failed": f"no result within {args.launch_timeout} s: {tail!r}"}
+            output, _ = done.communicate(timeout=args.launch_timeout)
+        except subprocess.TimeoutExpired:  # torchrun stops its workers on SIGTERM (they have sessions of their own)
+            os.killpg(done.pid, signal.SIGTERM)
+            try:
+                output, _ = done.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(done.pid, signal.SIGKILL)
+                output, _ = done.communicate()
+            if os.path.exists(result):  # measured, then stuck on the way out
+                with open(result) as f:
+                    return dict(json.load(f), exit=f"did not exit within {args.launch_timeout} s")
+            return {"world": nproc, "part": part,
+                    "failed": f"no result within {args.launch_timeout} s: {output[-6000:]}"}
         if os.path.exists(result):
             with open(result) as f:
                 return json.load(f)
-        tail = (done.stderr or done.stdout)[-3000:]
-        return {"world": nproc, "part": part, "failed": f"exit {done.returncode}: {tail}"}
+        return {"world": nproc, "part": part, "failed": f"exit {done.returncode}: {output[-6000:]}"}
 
 
 def main() -> None:

@@ -3,7 +3,8 @@ one process (the reference, in pytest) and under ``torchrun --nproc-per-node N``
 (``run_cases.py``), and returns the same named arrays (on rank 0) for the tests to compare.
 
 The networks have widths that 2 and 3 do not divide (uneven shards), matrices split both ways,
-a sparse input split by feature range, a dense input both whole and split, dropout (masks
+sparse and dense inputs read whole (by matrices split by output columns), a sparse input split
+by feature range (the tied autoencoder's, whose matrix keeps DSSTNE's rule), dropout (masks
 drawn from the elements' places in the whole layer), denoising, a skip, ScaledMarginalCross-
 Entropy; a tied autoencoder with SoftMax + CrossEntropy, WeightNorm on the matrix split by
 input rows, DeltaNorm, BatchNormalization and a sparseness penalty.
@@ -39,8 +40,8 @@ def data() -> dict:
 
 def mixed(world: World, dtype=torch.float64, seed: int = 5):
     """Input(47 sparse), Tags(11 sparse) → H1(29) → H2(11) ← Side(17 dense, dropout); H2 → H3(29,
-    skip H1) → Output(47). Splits: 47→29, 29→11 and 17→11 by input rows; 11→29 (sparse Tags →
-    H1 and H2 → H3) and 29→47 by output columns."""
+    skip H1) → Output(47). Splits: 29→11 by input rows; the matrices reading data (47→29,
+    11→29 and 17→11), 11→29 (H2 → H3) and 29→47 by output columns."""
     from destiny.nn.network import Network
 
     cfg = config([

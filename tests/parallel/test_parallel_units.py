@@ -46,6 +46,19 @@ def test_dsstnes_split_rule():
     assert split_rule(30, 20) == INPUT and split_rule(30, 21) == OUTPUT  # 3·out > 2·in
 
 
+def test_a_matrix_reading_a_data_layer_is_split_by_output_columns_unless_tied():
+    seed_input = WeightSpec(0, "Input", "H1", (27278, 1536), 1536)
+    hidden = WeightSpec(1, "H1", "H2", (1536, 64), 64)
+    plan = plan_matrices([seed_input, hidden], 4, 2, data_layers={"Input"})
+    assert plan[0].mode == OUTPUT and plan[0].rows == (0, 27278) and plan[0].cols == shard_bounds(1536, 4, 2)
+    assert plan[1].mode == INPUT  # a hidden matrix keeps DSSTNE's rule
+    assert plan_matrices([seed_input], 4, 2)[0].mode == INPUT  # not said to be data: the rule
+    enc = WeightSpec(0, "Input", "Code", (1000, 256), 256)
+    dec = WeightSpec(1, "Code", "Output", (256, 1000), 1000, shared_from=("Input", "Code"), transposed=True)
+    tied = plan_matrices([enc, dec], 3, 1, data_layers={"Input"})  # the decoder's 1000 outputs decide
+    assert tied[0].mode == INPUT and tied[1].mode == OUTPUT
+
+
 def test_tied_weights_take_the_conjugate_split_so_ranks_hold_the_same_rows():
     enc = WeightSpec(0, "in", "code", (1000, 256), 256)
     dec = WeightSpec(1, "code", "out", (256, 1000), 1000, shared_from=("in", "code"), transposed=True)
@@ -147,7 +160,8 @@ def test_one_process_network_is_unchanged_by_the_world_argument():
 
     a, b = mixed(None), mixed(World.single())
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
-    assert a.sharding("weights.w0") == (0, 47) and a.sharding("weights.w1") == (1, 29)
+    assert a.sharding("weights.w0") == (1, 29) and a.sharding("weights.w1") == (1, 29)  # data: by columns
+    assert a.sharding("weights.w2") == (0, 29)  # 29 → 11: by input rows
     assert a.sharding("weights.w5") == (1, 47)
     assert a.sharding("biases.b5") == (0, 47) and a.n_parameters() == sum(p.numel() for p in a.parameters())
 

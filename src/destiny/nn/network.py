@@ -110,8 +110,9 @@ class Network(torch.nn.Module):
         self.loss_spec = {l.name: LossSpec.of(config, l, source) for l in config.output_layers}
         self._spec_of = {(s.input_layer, s.output_layer): s for s in self.specs}
         self.bounds = {name: self.world.bounds(n) for name, n in self.units.items()}  # this rank's units
-        self.plan: dict[int, MatrixShard] = plan_matrices([s for s in self.specs if not s.convolutional],
-                                                          self.world.size, self.world.rank)
+        self.plan: dict[int, MatrixShard] = plan_matrices(
+            [s for s in self.specs if not s.convolutional], self.world.size, self.world.rank,
+            data_layers={l.name for l in config.layers if l.kind == LayerKind.INPUT})
         device = self.world.device  # World.single(): the CPU
         self.weights = torch.nn.ParameterDict()
         self.biases = torch.nn.ParameterDict()

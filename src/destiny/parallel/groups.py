@@ -16,6 +16,7 @@ gloo on CPU (how the tests run N processes without a GPU).
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +154,17 @@ def init_from_environment(device: torch.device | str | None = "auto", *, backend
     return World(env.rank, env.size, dist.group.WORLD, dev, env.local_rank)
 
 
+_GRAPH_HOLDERS: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def holds_collective_graphs(holder) -> None:
+    """Register an object whose CUDA graphs captured NCCL collectives; ``shutdown`` calls its
+    ``release_graphs()`` before the group goes. NCCL's communicator destruction waits until
+    every graph that captured one of its collectives is destroyed (pytorch/pytorch#115388), so
+    a live graph would hang the end of the run."""
+    _GRAPH_HOLDERS.add(holder)
+
+
 def shutdown(world: World) -> None:
     """Leave the process group (the end of a command); nothing for one process."""
     import torch.distributed as dist
@@ -160,6 +172,8 @@ def shutdown(world: World) -> None:
     if world.parallel and dist.is_initialized():
         from destiny.parallel.collectives import barrier
 
+        for holder in list(_GRAPH_HOLDERS):
+            holder.release_graphs()
         barrier(world)  # nobody tears the group down while another still talks through it
         dist.destroy_process_group()
         import gc
@@ -167,4 +181,5 @@ def shutdown(world: World) -> None:
         gc.collect()  # gloo's finished work objects go while the interpreter is whole (not at its teardown)
 
 
-__all__ = ["LaunchEnv", "World", "environment_world_size", "init_from_environment", "launch_env", "shutdown"]
+__all__ = ["LaunchEnv", "World", "environment_world_size", "holds_collective_graphs", "init_from_environment",
+           "launch_env", "shutdown"]

@@ -14,6 +14,14 @@ Either way the work is split evenly and the exchanged activations are the smalle
 shared matrix follows its owner's split: a transposed use (a tied autoencoder's decoder, Wᵀ)
 takes the conjugate split — the owner split by input rows makes the decoder split by output
 columns, the same rows of W — so every rank's slice of the one parameter serves both uses.
+
+One departure from DSSTNE: a matrix that reads a **data** layer (an Input layer: every rank
+reads the same examples) is split by output columns whatever its shape. Its input needs no
+all-gather, since every rank already holds it, and nothing flows back into data, so the layer
+exchanges nothing at all. Split by input rows (DSSTNE: sparse inputs by feature range), it
+would reduce-scatter a (batch, n_out) partial sum forward and all-gather its gradient backward
+(the seed network on 4 GPUs: two of the step's eight collectives). A data matrix shared with a
+transposed use keeps the rule, since its decoder's output is what is wide.
 """
 
 from __future__ import annotations
@@ -70,20 +78,27 @@ def matrix_shard(mode: str, n_in: int, n_out: int, world_size: int, rank: int) -
     return MatrixShard(mode, n_in, n_out, shard_bounds(n_in, world_size, rank), (0, n_out), out)
 
 
-def plan_matrices(specs, world_size: int, rank: int) -> dict[int, MatrixShard]:
+def plan_matrices(specs, world_size: int, rank: int, data_layers=frozenset()) -> dict[int, MatrixShard]:
     """By spec index: the split of every FullyConnected matrix (shared ones follow their owner;
-    see the module docstring). specs: ``config.shapes.WeightSpec``s in file order."""
+    see the module docstring). specs: ``config.shapes.WeightSpec``s in file order;
+    data_layers: the names of the Input layers (their matrices are split by output columns)."""
     by_pair = {(s.input_layer, s.output_layer): s for s in specs}
+    shared = {s.shared_from for s in specs if s.shared_from}
+
+    def own_mode(spec) -> str:
+        if spec.input_layer in data_layers and (spec.input_layer, spec.output_layer) not in shared:
+            return OUTPUT
+        return split_rule(*spec.shape)
+
     plan: dict[int, MatrixShard] = {}
     for spec in specs:
         n_in, n_out = spec.shape
         if spec.shared_from and spec.shared_from in by_pair:
-            owner = by_pair[spec.shared_from]
-            mode = split_rule(*owner.shape)
+            mode = own_mode(by_pair[spec.shared_from])
             if spec.transposed:
                 mode = INPUT if mode == OUTPUT else OUTPUT
         else:
-            mode = split_rule(n_in, n_out)
+            mode = own_mode(spec)
         plan[spec.index] = matrix_shard(mode, n_in, n_out, world_size, rank)
     return plan
 

@@ -40,6 +40,7 @@ import torch
 from destiny.backend import say_once
 from destiny.nn.noise import DeviceNoise, Noise
 from destiny.ops.random import stream_seed
+from destiny.parallel import holds_collective_graphs
 from destiny.train.binding import Binding
 from destiny.train.precision import autocast, matmul_precision
 
@@ -240,3 +241,12 @@ class StepRunner:
         t.optimizer.zero_grad()
         self._graph, self._graph_key = graph, key
         self.stats["captures"] += 1
+        if t.world.parallel:
+            holds_collective_graphs(self)
+
+    def release_graphs(self) -> None:
+        """Destroy the captured step (a later step captures again); the process group's shutdown
+        calls this first (``destiny.parallel.holds_collective_graphs``)."""
+        if self._graph is not None:
+            self._graph.reset()
+        self._graph = self._graph_key = None
