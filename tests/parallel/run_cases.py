@@ -15,8 +15,20 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from destiny.parallel import init_from_environment, shutdown  # noqa: E402
+from destiny.parallel import holds_collective_graphs, init_from_environment, shutdown  # noqa: E402
 from tests.parallel.cases import run_all  # noqa: E402
+
+
+class _GraphHolder:
+    """Stands for a trainer step whose CUDA graph captured collectives: ``shutdown`` must release
+    it (NCCL's communicator destruction waits on such graphs); it leaves a file to say it was."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def release_graphs(self) -> None:
+        with open(self.path, "w") as f:
+            f.write("released")
 
 
 def main() -> None:
@@ -27,6 +39,8 @@ def main() -> None:
     arrays = run_all(world, out_dir, reference)
     if world.is_root:
         np.savez(os.path.join(out_dir, f"results_{world.size}.npz"), **arrays)
+    holder = _GraphHolder(os.path.join(out_dir, f"released_{world.size}_{world.rank}"))
+    holds_collective_graphs(holder)
     shutdown(world)
     sys.stdout.flush()
     sys.stderr.flush()

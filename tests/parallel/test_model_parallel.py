@@ -59,6 +59,11 @@ def keys(results: dict, prefix: str) -> list[str]:
     return sorted(k for k in results if k.startswith(prefix + ".") and not k.endswith("fingerprint"))
 
 
+def test_shutdown_releases_graphs_that_captured_collectives_on_every_rank(many, workdir):
+    n, _ = many
+    assert all((workdir / f"released_{n}_{rank}").read_text() == "released" for rank in range(n))
+
+
 def test_collective_pairs_are_exact(many):
     _, got = many
     assert got["collectives.errors"].shape[1] == 6
