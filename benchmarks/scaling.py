@@ -17,15 +17,19 @@ wide  the 10M-item autoencoder (10,000,000 sparse inputs → 256 → 10,000,000 
 
 Each world size runs as its own ``torchrun --standalone --nproc-per-node N`` of this file
 (``--worker``), the way users launch ``destiny train``; rank 0 hands its numbers back in a
-JSON file. Steps go through ``Trainer.step_examples`` (eager under model parallelism unless
---graphs: CUDA graphs with NCCL collectives are opt-in, see destiny.train.step). Data
-parallelism is not implemented (issue 8's optional mode): nothing to compare here.
+JSON file. Steps go through ``Trainer.step_examples``: captured in CUDA graphs with their NCCL
+collectives, as ``destiny train`` does (--eager: every step eager, to compare).
+
+dp    data parallelism's bound (issue 8's optional mode, measured before building it): each
+      GPU trains the whole network on batch/N examples while NCCL all-reduces the dense
+      gradients' bytes; at best a step takes the longer of the two.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import subprocess
@@ -91,6 +95,68 @@ def sync(world) -> None:
     barrier(world)
 
 
+def data_parallel_bound(args) -> None:
+    """What data parallelism could reach on this host (issue 8's optional mode, measured before
+    building it): every rank trains the whole seed network on batch/N examples (one GPU's
+    Destiny step, CUDA graphs, all ranks at once), then NCCL all-reduces a buffer the size of the
+    network's dense gradients (every matrix but those reading data, whose gradients are sparse
+    rows: left out, in data parallelism's favour). Ideal overlap: a step takes the longer of the
+    two; none: their sum."""
+    import torch.distributed as dist
+
+    from destiny.config import config_from_json
+    from destiny.nn.network import Network
+    from destiny.parallel import World, init_from_environment, shutdown
+    from destiny.train.binding import Binding
+    from destiny.train.optimizers import Hyperparameters
+    from destiny.train.trainer import Trainer
+
+    world = init_from_environment(args.device)
+    data = _data("seed", args)
+    cfg = config_from_json(json.loads(json.dumps(SEED_CONFIG).replace("1536", str(args.hidden))))
+    local = args.batch // world.size
+    net = Network.from_config(cfg, {"input": data.dims, "output": data.dims}, world=World.single(world.device))
+    trainer = Trainer(net, "momentum", Hyperparameters(), batch_size=local, progress=False,
+                      precision=args.precision, device=world.device)
+    binding = Binding(net, {"input": data, "output": data}, device=world.device)
+    order = trainer.order(binding.n_examples, 1).numpy()
+    windows = (binding.n_examples - local) // local * local
+    trainer.runner(binding).reserve(order[:windows + local], local)
+
+    def step(s):
+        trainer.step_examples(binding, order[(s * local) % windows:][:local], epoch=1, step=s)
+
+    for s in range(5):
+        step(s)
+    sync(world)
+    started = time.perf_counter()
+    for s in range(5, 5 + args.steps):
+        step(s)
+    sync(world)
+    compute_ms = 1000 * (time.perf_counter() - started) / args.steps
+    data_layers = {l.name for l in cfg.layers if l.kind.name == "INPUT"}
+    dense = sum(math.prod(spec.shape) + spec.bias_size for spec in net.specs if spec.input_layer not in data_layers)
+    grads = torch.ones(dense, dtype=torch.float32, device=world.device)
+    for _ in range(3):
+        dist.all_reduce(grads)
+    sync(world)
+    started = time.perf_counter()
+    for _ in range(20):
+        dist.all_reduce(grads)
+    sync(world)
+    reduce_ms = 1000 * (time.perf_counter() - started) / 20
+    if world.is_root:
+        with open(args.result, "w") as f:
+            name = torch.cuda.get_device_name(world.device) if world.device.type == "cuda" else "CPU"
+            json.dump({"world": world.size, "part": "dp", "device": name,
+                       "local_batch": local, "compute_ms": compute_ms, "allreduce_ms": reduce_ms,
+                       "dense_gradient_mb": dense * 4 / 1e6,
+                       "best_examples_per_s": args.batch / max(compute_ms, reduce_ms) * 1000,
+                       "serial_examples_per_s": args.batch / (compute_ms + reduce_ms) * 1000}, f)
+    del trainer
+    shutdown(world)
+
+
 def worker(args) -> None:
     from destiny.config import config_from_json
     from destiny.nn.network import Network
@@ -102,7 +168,7 @@ def worker(args) -> None:
     world = init_from_environment(args.device) if args.ranks > 1 else World.single(args.device)
     cuda = world.device.type == "cuda"
     part = args.worker
-    if args.graphs:  # a capture that stalls: every rank's Python stack on stderr before the launch times out
+    if not args.eager:  # a capture that stalls: every rank's Python stack on stderr before the launch times out
         import faulthandler
 
         faulthandler.dump_traceback_later(max(10.0, args.launch_timeout - 30), exit=False)
@@ -120,7 +186,7 @@ def worker(args) -> None:
         net = Network.from_config(cfg, {"input": data.dims, "output": data.dims}, world=world)
         optimizer, hyper = ("momentum", {}) if part == "seed" else ("adam", {"alpha": 0.001, "lam": 0.0})
         trainer = Trainer(net, optimizer, Hyperparameters(**hyper), batch_size=batch, progress=False,
-                          precision=args.precision, cuda_graphs=True if args.graphs else None,
+                          precision=args.precision, cuda_graphs=False if args.eager else None,
                           device=world.device)
         named = data.replace(name="input") if hasattr(data, "replace") else data
         binding = Binding(net, {"input": named, "output": named}, device=world.device)
@@ -133,7 +199,7 @@ def worker(args) -> None:
         def step(s):
             start = (s * batch) % windows
             examples = order[start:start + batch]
-            trace = args.graphs and s < 3  # where a rank stands, should a capture with NCCL stall
+            trace = not args.eager and world.parallel and s < 3  # where a rank stands, should a capture with NCCL stall
             if trace:
                 print(f"rank {world.rank}: step {s} starts ({trainer.graph_status()})", file=sys.stderr, flush=True)
             if part == "wide" and s % 25 == 0:
@@ -203,7 +269,7 @@ def launch(part: str, nproc: int, args) -> dict:
             forwarded.append(f"--profile={os.path.abspath(args.profile)}")
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                    os.path.abspath(__file__), f"--worker={part}", f"--ranks={nproc}", f"--result={result}",
-                   *forwarded, *(["--graphs"] if args.graphs else [])]
+                   *forwarded, *(["--eager"] if args.eager else [])]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]))
         # a launch past its time is stopped with its workers, which would otherwise hold the GPUs
         # (and their NCCL kernels) through the next launches
@@ -246,7 +312,7 @@ def main() -> None:
     p.add_argument("--big-batch", type=int, default=512)
     p.add_argument("--big-steps", type=int, default=300)
     p.add_argument("--skip-one-gpu", action="store_true", help="wide: do not try the 10M autoencoder on one GPU")
-    p.add_argument("--graphs", action="store_true", help="capture steps with NCCL collectives in CUDA graphs")
+    p.add_argument("--eager", action="store_true", help="steps without CUDA graphs (to compare)")
     p.add_argument("--repeat", type=int, default=1,
                    help="seed: launches a world size (2: the fingerprints show whether runs repeat bit for bit)")
     p.add_argument("--profile", help="the largest world size's rank 0 profiles 5 more steps into this file")
@@ -257,7 +323,7 @@ def main() -> None:
     p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        worker(args)
+        data_parallel_bound(args) if args.worker == "dp" else worker(args)
         return
     if args.device == "cpu":  # a smoke test of this script: processes on the CPU
         gpus, names = max(map(int, args.gpus.split(","))), ["CPU (gloo; a smoke test, not a measurement)"]
@@ -267,7 +333,7 @@ def main() -> None:
             sys.exit("scaling.py needs CUDA GPUs (or --device cpu for a smoke test)")
         names = sorted({torch.cuda.get_device_name(i) for i in range(gpus)})
     print(f"{gpus} × {', '.join(names)}; torch {torch.__version__}, precision {args.precision}"
-          f"{', CUDA graphs' if args.graphs else ', eager steps under model parallelism'}")
+          f"{', eager steps' if args.eager else ', CUDA graphs'}")
     parts = args.parts.split(",")
     if "seed" in parts:
         sizes = [n for n in map(int, args.gpus.split(",")) if n <= gpus]
@@ -288,6 +354,16 @@ def main() -> None:
             peaks = ", ".join(f"{g:.1f}" for g in r["peak_gib"])
             print(f"{r['world']:>4}  {r['examples_per_s']:>11,.0f}  {r['ms_per_step']:>8.2f}  {up:>8}  {peaks:<24} "
                   f"{r['device']}  fingerprint {r.get('fingerprint', '-')}")
+    if "dp" in parts:
+        print(f"\ndata parallelism's bound, seed network, batch {args.batch} split over the GPUs (not a mode of "
+              "Destiny: what one would reach)")
+        for n in [n for n in map(int, args.gpus.split(",")) if 1 < n <= gpus]:
+            r = launch("dp", n, args)
+            print(json.dumps(r), flush=True)
+            if "best_examples_per_s" in r:
+                print(f"{n} GPUs: batch {r['local_batch']} a GPU {r['compute_ms']:.2f} ms, all-reduce of "
+                      f"{r['dense_gradient_mb']:.0f} MB {r['allreduce_ms']:.2f} ms → at best "
+                      f"{r['best_examples_per_s']:,.0f} examples/s, without overlap {r['serial_examples_per_s']:,.0f}")
     if "wide" in parts:
         print(f"\n10M-item autoencoder ({args.big_items:,} → 256 → {args.big_items:,}, Adam), "
               f"{args.big_users:,} users × {args.big_per_user:,} items, batch {args.big_batch}, {args.big_steps} steps")

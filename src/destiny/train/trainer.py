@@ -128,7 +128,6 @@ class Trainer:
         if cuda_graphs and self.device.type != "cuda":
             say_once("cuda-graphs-device", f"CUDA graphs asked for on {self.device}: steps run eagerly")
         self.cuda_graphs = self.device.type == "cuda" and (cuda_graphs is None or bool(cuda_graphs))
-        self.cuda_graphs_asked = cuda_graphs
         self._runner: tuple[Binding, StepRunner] | None = None
         self._examples_stepped = 0
         self.nan_check = (1 if self.device.type == "cpu" else 100) if nan_check is None else int(nan_check)
