@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from destiny.parallel import World, all_gather_stack, all_reduce, gather_units, reduce_scatter_units
+from destiny.parallel import World, all_gather_stack, all_reduce, gather_units, gathered_linear, reduce_scatter_units
 from destiny.predict.recommend import recommend
 from destiny.train.checkpoint import network_from_file, network_to_file, restore_trainer, save_network, trainer_state
 from destiny.train.optimizers import Hyperparameters
@@ -135,6 +135,17 @@ def collectives(world: World, out: dict) -> None:
     total = total.detach()
     errors += [float((total - ordered([f[0] for f in full])).abs().max()),
                float((s.grad - ordered([w[0] for w in weights])).abs().max())]
+    # gathered_linear (backward's exchange overlapped) = gather_units, then addmm: the same bits
+    w = torch.randn(n, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(300 + world.rank))
+    b = torch.randn(7, dtype=torch.float64, generator=torch.Generator().manual_seed(400 + world.rank))
+    g = torch.randn(batch, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(500 + world.rank))
+    results = []
+    for fused in (True, False):
+        xs, ws, bs = (t.clone().requires_grad_() for t in (full[1 % world.size][:, lo:hi], w, b))
+        y = gathered_linear(xs, ws, bs, world, n) if fused else torch.addmm(bs, gather_units(xs, world, n), ws)
+        (y * g).sum().backward()
+        results.append([y.detach(), xs.grad, ws.grad, bs.grad])
+    errors += [float((a - c).abs().max()) for a, c in zip(*results)]
     every = all_gather_stack(torch.tensor(errors, dtype=torch.float64), world)
     out["collectives.errors"] = every.numpy()
 

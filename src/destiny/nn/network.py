@@ -24,6 +24,7 @@ element's place in the whole layer). The loss an output layer computes is the pr
 
 from __future__ import annotations
 
+import collections
 import math
 from typing import Mapping
 
@@ -39,9 +40,10 @@ from destiny.nn.init import init_weight
 from destiny.nn.losses import LossSpec
 from destiny.nn.noise import Noise
 from destiny.ops import functional as ops
-from destiny.ops.dense import dense_linear
+from destiny.ops.dense import dense_linear, needs_padding
 from destiny.ops.sparse import SparseBatch
-from destiny.parallel import OUTPUT, MatrixShard, World, all_reduce, gather_units, plan_matrices, reduce_scatter_units
+from destiny.parallel import (OUTPUT, MatrixShard, World, all_reduce, gather_units, gathered_linear, plan_matrices,
+                              reduce_scatter_units)
 
 BN_EPSILON = 1e-5  # cuDNN's CUDNN_BN_MIN_EPSILON, as DSSTNE
 PENALTY_CLAMP = (1e-6, 0.999999)  # DSSTNE's MIN_ACTIVATION / MAX_ACTIVATION
@@ -110,9 +112,12 @@ class Network(torch.nn.Module):
         self.loss_spec = {l.name: LossSpec.of(config, l, source) for l in config.output_layers}
         self._spec_of = {(s.input_layer, s.output_layer): s for s in self.specs}
         self.bounds = {name: self.world.bounds(n) for name, n in self.units.items()}  # this rank's units
-        self.plan: dict[int, MatrixShard] = plan_matrices(
-            [s for s in self.specs if not s.convolutional], self.world.size, self.world.rank,
-            data_layers={l.name for l in config.layers if l.kind == LayerKind.INPUT})
+        data_layers = {l.name for l in config.layers if l.kind == LayerKind.INPUT}
+        self.plan: dict[int, MatrixShard] = plan_matrices([s for s in self.specs if not s.convolutional],
+                                                          self.world.size, self.world.rank, data_layers)
+        self._gathered_readers = collections.Counter(  # hidden layers all-gathered by matrices split by columns
+            s.input_layer for s in self.specs if s.index in self.plan and self.plan[s.index].mode == OUTPUT
+            and s.input_layer not in data_layers)
         device = self.world.device  # World.single(): the CPU
         self.weights = torch.nn.ParameterDict()
         self.biases = torch.nn.ParameterDict()
@@ -303,7 +308,10 @@ class Network(torch.nn.Module):
         for src in layer.sources:
             spec = self._spec_of[(src, layer.name)]
             w, b = self.weight(spec), self.bias(spec)
-            if self.plan[spec.index].mode == OUTPUT:  # all the input × my columns
+            if self.plan[spec.index].mode == OUTPUT and self._overlaps(src, spec):  # the one reader of src's gather
+                x = self.shard_value(src, values)
+                term = gathered_linear(x, w, b, self.world, spec.shape[0])
+            elif self.plan[spec.index].mode == OUTPUT:  # all the input × my columns
                 x = self.full_value(src, values)
                 term = ops.sparse_linear(x, w, b) if isinstance(x, SparseBatch) else dense_linear(x, w, b)
             else:  # my input units × my rows: a partial sum of every unit, reduce-scattered
@@ -314,6 +322,17 @@ class Network(torch.nn.Module):
         for skip in layer.skips:
             z = z + self.shard_value(skip, values)
         return z
+
+    def _overlaps(self, src: str, spec: WeightSpec) -> bool:
+        """Whether this matrix (split by output columns) gathers ``src`` itself, overlapping the
+        backward's exchange with its weight gradient (``parallel.gathered_linear``): src is a
+        hidden layer whose gathered activations feed only this matrix, and the product is a
+        plain one (no autocast, no padded widths: ``ops.dense``)."""
+        if self._gathered_readers.get(src) != 1:
+            return False
+        w = self.weights[f"w{spec.index}"] if not spec.shared_from else None
+        return (w is not None and not torch.is_autocast_enabled(w.device.type)
+                and not needs_padding(w, w))  # (x's device and precision: w's)
 
     def _activate(self, name: str, z: torch.Tensor) -> torch.Tensor:
         act = self.activation[name]

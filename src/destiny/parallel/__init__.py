@@ -13,7 +13,8 @@
 """
 
 from destiny.parallel.collectives import (all_gather_stack, all_reduce, all_reduce_max, barrier, broadcast_object,
-                                          gather_to_root, gather_units, reduce_scatter_units, sum_float)
+                                          gather_to_root, gather_units, gathered_linear, reduce_scatter_units,
+                                          sum_float)
 from destiny.parallel.groups import (LaunchEnv, World, environment_world_size, holds_collective_graphs,
                                      init_from_environment, launch_env, shutdown)
 from destiny.parallel.plan import INPUT, OUTPUT, MatrixShard, layer_bounds, plan_matrices, split_rule
@@ -21,5 +22,5 @@ from destiny.parallel.shards import all_bounds, shard_bounds, shard_sizes
 
 __all__ = ["INPUT", "OUTPUT", "LaunchEnv", "MatrixShard", "World", "all_bounds", "all_gather_stack", "all_reduce",
            "all_reduce_max", "barrier", "broadcast_object", "environment_world_size", "gather_to_root",
-           "gather_units", "holds_collective_graphs", "init_from_environment", "launch_env", "layer_bounds", "plan_matrices",
+           "gather_units", "gathered_linear", "holds_collective_graphs", "init_from_environment", "launch_env", "layer_bounds", "plan_matrices",
            "reduce_scatter_units", "shard_bounds", "shard_sizes", "shutdown", "split_rule", "sum_float"]

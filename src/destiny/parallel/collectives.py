@@ -77,6 +77,12 @@ def _all_gather_units(x: torch.Tensor, world: World, n: int) -> torch.Tensor:
 def _reduce_scatter_units(x: torch.Tensor, world: World, n: int) -> torch.Tensor:
     """(…, n) partial sums → (…, u_r): this rank's units of the sum over ranks, summed in rank
     order (all-to-all, then a local ordered sum)."""
+    return _start_reduce_scatter_units(x, world, n)()
+
+
+def _start_reduce_scatter_units(x: torch.Tensor, world: World, n: int):
+    """``_reduce_scatter_units`` in two halves: this starts the exchange (asynchronous: the
+    GPU's own work goes on meanwhile) and returns the function that waits for it and sums."""
     if x.shape[-1] != n:
         raise ValueError(f"a reduce-scatter over a {n}-unit layer got {x.shape[-1]} units")
     bounds = world.all_bounds(n)
@@ -90,9 +96,14 @@ def _reduce_scatter_units(x: torch.Tensor, world: World, n: int) -> torch.Tensor
         for q, (lo, hi) in enumerate(bounds):
             send[q, ..., :hi - lo] = x[..., lo:hi]
     recv = torch.empty_like(send)
-    _dist().all_to_all_single(recv, send, group=world.group)
+    work = _dist().all_to_all_single(recv, send, group=world.group, async_op=True)
     mine = sizes[world.rank]
-    return _ordered_sum(recv, mine)
+
+    def finish() -> torch.Tensor:
+        work.wait()
+        return _ordered_sum(recv, mine)
+
+    return finish
 
 
 def _ordered_sum(stack: torch.Tensor, width: int | None = None) -> torch.Tensor:
@@ -145,6 +156,43 @@ class _AllReduce(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         return _all_reduce_ordered(grad.contiguous(), ctx.world), None
+
+
+class _GatheredLinear(torch.autograd.Function):
+    """all-gather(x) @ w + b, whose backward overlaps the input gradient's reduce-scatter with
+    the weight gradient's product: the exchange starts as soon as dx exists, dw and db are
+    computed while it runs, then the exchange is summed. Separately (gather_units, then the
+    product), autograd would compute dx and dw in one node and only then start the exchange."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, world, n):
+        full = _all_gather_units(x, world, n)
+        ctx.world, ctx.n = world, n
+        ctx.save_for_backward(full, w)
+        ctx.has_bias = b is not None
+        return torch.mm(full, w) if b is None else torch.addmm(b, full, w)
+
+    @staticmethod
+    def backward(ctx, grad):
+        full, w = ctx.saved_tensors
+        grad = grad.contiguous()
+        finish = None
+        if ctx.needs_input_grad[0]:
+            finish = _start_reduce_scatter_units(torch.mm(grad, w.t()), ctx.world, ctx.n)
+        grad_w = torch.mm(full.t(), grad) if ctx.needs_input_grad[1] else None
+        grad_b = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return (finish() if finish is not None else None), grad_w, grad_b, None, None
+
+
+def gathered_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, world: World,
+                    n: int) -> torch.Tensor:
+    """gather_units(x, world, n) @ w (+ b) with the backward's exchange overlapped (see
+    ``_GatheredLinear``): for a matrix split by output columns whose gathered input feeds
+    nothing else. Plain products (no autocast, no padding: the caller decides). At world size
+    1: x @ w (+ b)."""
+    if not world.parallel:
+        return torch.mm(x, w) if b is None else torch.addmm(b, x, w)
+    return _GatheredLinear.apply(x, w, b, world, n)
 
 
 def gather_units(x: torch.Tensor, world: World, n: int) -> torch.Tensor:
