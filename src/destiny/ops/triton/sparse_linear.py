@@ -76,8 +76,10 @@ def gather_sum(out: torch.Tensor, src: torch.Tensor, seg: torch.Tensor, ids: tor
                count: torch.Tensor | None = None, blocks: tuple[int, int, int] = FORWARD_BLOCKS) -> torch.Tensor:
     """Launch ``gather_sum_kernel`` into out (segments, H); src (rows, H) with unit column stride.
     count: a device int64 scalar, the number of valid segments (the rows of out past it are
-    left unwritten). blocks: (BLOCK_K, most BLOCK_H, num_warps); the sums are the same for any
-    BLOCK_H, and BLOCK_K is a constant of each call site (it sets the summation order)."""
+    left unwritten). blocks: (BLOCK_K, most BLOCK_H, num_warps), constants of each call site.
+    BLOCK_K and the lanes' layout (columns a warp) set the order of the final lane sum: on an
+    H100, 128 columns on 4 warps and 256 on 8 gave the same bits, while 128 on 8 or 64 on 8 did
+    not. A layer's width fixes BLOCK_H, so a run repeats bit for bit."""
     segments, width = out.shape
     if segments == 0 or width == 0:
         return out
