@@ -35,8 +35,6 @@ def kernel_devices() -> list:
 
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "triton: a Triton kernel test (CUDA, or CPU under TRITON_INTERPRET=1)")
-    if INTERPRET and HAS_TRITON:
-        _fix_interpreter_scalars()
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -51,22 +49,3 @@ def pytest_collection_modifyitems(config, items) -> None:
 def device(request) -> torch.device:
     """Where a kernel test runs: 'cuda', or 'cpu' under the interpreter."""
     return torch.device(request.param)
-
-
-def _fix_interpreter_scalars() -> None:
-    """Triton ≤ 3.6's interpreter turns a scalar into int with int(array of shape (1,)), which
-    NumPy ≥ 2.4 refuses, so a loop whose bounds were loaded from memory fails
-    (triton-lang/triton#9171). Apply the upstream fix (squeeze first) for the test session."""
-    import numpy as np
-    from triton.runtime import interpreter
-
-    if getattr(interpreter, "_destiny_scalar_fix", False) or np.lib.NumpyVersion(np.__version__) < "2.4.0":
-        return
-    original = interpreter._patch_lang_tensor
-
-    def patched(tensor, scope):
-        original(tensor, scope)
-        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.squeeze()))
-
-    interpreter._patch_lang_tensor = patched
-    interpreter._destiny_scalar_fix = True

@@ -108,3 +108,23 @@ def test_the_kernel_paths_run_under_pytorchs_deterministic_mode():
         torch.cuda.synchronize()
     finally:
         torch.use_deterministic_algorithms(was)
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="Triton is not importable")
+def test_kernels_on_cpu_under_the_interpreter_outside_pytest():
+    """kernels(True) on CPU tensors in a plain Python process (no test conftest): a loop bound
+    loaded from memory works with NumPy ≥ 2.4 (destiny.ops.triton repairs Triton's interpreter)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import torch\n"
+              "from destiny.ops import functional as F\n"
+              "from destiny.ops.sparse import SparseBatch\n"
+              "b = SparseBatch(torch.tensor([0, 2, 3]), torch.tensor([0, 1, 1], dtype=torch.int32), None, 4)\n"
+              "with F.kernels(True):\n"
+              "    print(float(F.sparse_linear(b, torch.ones(4, 8), None).sum()))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, TRITON_INTERPRET="1"), cwd="/")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "24.0"

@@ -16,6 +16,33 @@ is sized by a static capacity, so a training step can be captured in a CUDA grap
 
 Everything is deterministic (no floating-point atomics, sums in a fixed order) and uses int64
 offsets wherever rows × width can pass 2^31. The modules import Triton (this package file
-does not); the ops are reached through ``destiny.ops.functional`` (CUDA, or ``kernels(True)``
-under ``TRITON_INTERPRET=1``) and ``DsstneOptimizer``.
+does not, except to repair the interpreter below); the ops are reached through
+``destiny.ops.functional`` (CUDA, or ``kernels(True)`` under ``TRITON_INTERPRET=1``) and
+``DsstneOptimizer``.
 """
+
+from destiny.backend import HAS_TRITON, TRITON_INTERPRET
+
+
+def _fix_interpreter_scalars() -> None:
+    """Triton ≤ 3.6's interpreter turns a scalar into int with int(array of shape (1,)), which
+    NumPy ≥ 2.4 refuses ("only 0-dimensional arrays can be converted to Python scalars"), so a
+    kernel loop whose bounds were loaded from memory fails on CPU tensors
+    (triton-lang/triton#9171). Apply the upstream fix (squeeze first), once."""
+    import numpy as np
+    from triton.runtime import interpreter
+
+    if getattr(interpreter, "_destiny_scalar_fix", False) or np.lib.NumpyVersion(np.__version__) < "2.4.0":
+        return
+    original = interpreter._patch_lang_tensor
+
+    def patched(tensor, scope):
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.squeeze()))
+
+    interpreter._patch_lang_tensor = patched
+    interpreter._destiny_scalar_fix = True
+
+
+if TRITON_INTERPRET and HAS_TRITON:
+    _fix_interpreter_scalars()
