@@ -95,6 +95,43 @@ def sync(world) -> None:
     barrier(world)
 
 
+def _seed_config(args):
+    from destiny.config import config_from_json
+
+    return config_from_json(json.loads(json.dumps(SEED_CONFIG).replace("1536", str(args.hidden))))
+
+
+def _card(world) -> str:
+    return torch.cuda.get_device_name(world.device) if world.device.type == "cuda" else "CPU"
+
+
+def _prepare(net, data, batch: int, args, world, optimizer="momentum", hyper=None, cuda_graphs=None):
+    """A trainer of ``net`` on ``data`` (input and output), its binding, an epoch's order and the
+    length of the window the steps cycle through (its batches reserved: no growth mid-timing)."""
+    from destiny.train.binding import Binding
+    from destiny.train.optimizers import Hyperparameters
+    from destiny.train.trainer import Trainer
+
+    trainer = Trainer(net, optimizer, Hyperparameters(**(hyper or {})), batch_size=batch, progress=False,
+                      precision=args.precision, cuda_graphs=cuda_graphs, device=world.device)
+    named = data.replace(name="input") if hasattr(data, "replace") else data
+    binding = Binding(net, {"input": named, "output": named}, device=world.device)
+    order = trainer.order(binding.n_examples, 1).numpy()
+    windows = max(batch, (binding.n_examples - batch) // batch * batch)
+    trainer.runner(binding).reserve(order[:windows + batch], batch)
+    return trainer, binding, order, windows
+
+
+def _timed(step, first: int, count: int, world) -> float:
+    """Seconds for steps first … first + count − 1, every rank finished."""
+    sync(world)
+    started = time.perf_counter()
+    for s in range(first, first + count):
+        step(s)
+    sync(world)
+    return time.perf_counter() - started
+
+
 def data_parallel_bound(args) -> None:
     """What data parallelism could reach on this host (issue 8's optional mode, measured before
     building it): every rank trains the whole seed network on batch/N examples (one GPU's
@@ -104,51 +141,29 @@ def data_parallel_bound(args) -> None:
     two; none: their sum."""
     import torch.distributed as dist
 
-    from destiny.config import config_from_json
     from destiny.nn.network import Network
     from destiny.parallel import World, init_from_environment, shutdown
-    from destiny.train.binding import Binding
-    from destiny.train.optimizers import Hyperparameters
-    from destiny.train.trainer import Trainer
 
     world = init_from_environment(args.device)
     data = _data("seed", args)
-    cfg = config_from_json(json.loads(json.dumps(SEED_CONFIG).replace("1536", str(args.hidden))))
+    cfg = _seed_config(args)
     local = args.batch // world.size
     net = Network.from_config(cfg, {"input": data.dims, "output": data.dims}, world=World.single(world.device))
-    trainer = Trainer(net, "momentum", Hyperparameters(), batch_size=local, progress=False,
-                      precision=args.precision, device=world.device)
-    binding = Binding(net, {"input": data, "output": data}, device=world.device)
-    order = trainer.order(binding.n_examples, 1).numpy()
-    windows = (binding.n_examples - local) // local * local
-    trainer.runner(binding).reserve(order[:windows + local], local)
+    trainer, binding, order, windows = _prepare(net, data, local, args, world)
 
     def step(s):
         trainer.step_examples(binding, order[(s * local) % windows:][:local], epoch=1, step=s)
 
-    for s in range(5):
-        step(s)
-    sync(world)
-    started = time.perf_counter()
-    for s in range(5, 5 + args.steps):
-        step(s)
-    sync(world)
-    compute_ms = 1000 * (time.perf_counter() - started) / args.steps
+    _timed(step, 0, 5, world)
+    compute_ms = 1000 * _timed(step, 5, args.steps, world) / args.steps
     data_layers = {l.name for l in cfg.layers if l.kind.name == "INPUT"}
     dense = sum(math.prod(spec.shape) + spec.bias_size for spec in net.specs if spec.input_layer not in data_layers)
     grads = torch.ones(dense, dtype=torch.float32, device=world.device)
-    for _ in range(3):
-        dist.all_reduce(grads)
-    sync(world)
-    started = time.perf_counter()
-    for _ in range(20):
-        dist.all_reduce(grads)
-    sync(world)
-    reduce_ms = 1000 * (time.perf_counter() - started) / 20
+    _timed(lambda _: dist.all_reduce(grads), 0, 3, world)
+    reduce_ms = 1000 * _timed(lambda _: dist.all_reduce(grads), 0, 20, world) / 20
     if world.is_root:
         with open(args.result, "w") as f:
-            name = torch.cuda.get_device_name(world.device) if world.device.type == "cuda" else "CPU"
-            json.dump({"world": world.size, "part": "dp", "device": name,
+            json.dump({"world": world.size, "part": "dp", "device": _card(world),
                        "local_batch": local, "compute_ms": compute_ms, "allreduce_ms": reduce_ms,
                        "dense_gradient_mb": dense * 4 / 1e6,
                        "best_examples_per_s": args.batch / max(compute_ms, reduce_ms) * 1000,
@@ -161,9 +176,6 @@ def worker(args) -> None:
     from destiny.config import config_from_json
     from destiny.nn.network import Network
     from destiny.parallel import World, all_gather_stack, init_from_environment, shutdown
-    from destiny.train.binding import Binding
-    from destiny.train.optimizers import Hyperparameters
-    from destiny.train.trainer import Trainer
 
     world = init_from_environment(args.device) if args.ranks > 1 else World.single(args.device)
     cuda = world.device.type == "cuda"
@@ -173,27 +185,19 @@ def worker(args) -> None:
 
         faulthandler.dump_traceback_later(max(10.0, args.launch_timeout - 30), exit=False)
     data = _data(part, args)
-    seed_config = json.loads(json.dumps(SEED_CONFIG).replace("1536", str(args.hidden)))
-    cfg = config_from_json(seed_config if part == "seed" else WIDE_CONFIG)
+    cfg = _seed_config(args) if part == "seed" else config_from_json(WIDE_CONFIG)
     batch = args.batch if part == "seed" else args.big_batch
     steps = args.steps if part == "seed" else args.big_steps
-    result = {"world": world.size, "part": part,
-              "device": torch.cuda.get_device_name(world.device) if cuda else "CPU"}
+    result = {"world": world.size, "part": part, "device": _card(world)}
     if cuda:
         torch.cuda.reset_peak_memory_stats(world.device)
     try:
         started = time.perf_counter()
         net = Network.from_config(cfg, {"input": data.dims, "output": data.dims}, world=world)
         optimizer, hyper = ("momentum", {}) if part == "seed" else ("adam", {"alpha": 0.001, "lam": 0.0})
-        trainer = Trainer(net, optimizer, Hyperparameters(**hyper), batch_size=batch, progress=False,
-                          precision=args.precision, cuda_graphs=False if args.eager else None,
-                          device=world.device)
-        named = data.replace(name="input") if hasattr(data, "replace") else data
-        binding = Binding(net, {"input": named, "output": named}, device=world.device)
+        trainer, binding, order, windows = _prepare(net, data, batch, args, world, optimizer, hyper,
+                                                    cuda_graphs=False if args.eager else None)
         result["build_s"] = time.perf_counter() - started
-        order = trainer.order(binding.n_examples, 1).numpy()
-        windows = max(batch, (binding.n_examples - batch) // batch * batch)
-        trainer.runner(binding).reserve(order[:windows + batch], batch)
         losses = []
 
         def step(s):
@@ -210,14 +214,8 @@ def worker(args) -> None:
                 print(f"rank {world.rank}: step {s} queued", file=sys.stderr, flush=True)
 
         warm = 5 if part == "seed" else 2
-        for s in range(warm):
-            step(s)
-        sync(world)
-        started = time.perf_counter()
-        for s in range(warm, warm + steps):
-            step(s)
-        sync(world)
-        seconds = time.perf_counter() - started
+        _timed(step, 0, warm, world)
+        seconds = _timed(step, warm, steps, world)
         result.update(examples_per_s=steps * batch / seconds, ms_per_step=1000 * seconds / steps,
                       losses=losses, graphs=trainer.graph_status())
         if part == "seed":  # the whole network's hash (rank 0 gathers it): run to run, the same bits?
