@@ -328,11 +328,10 @@ class Network(torch.nn.Module):
         backward's exchange with its weight gradient (``parallel.gathered_linear``): src is a
         hidden layer whose gathered activations feed only this matrix, and the product is a
         plain one (no autocast, no padded widths: ``ops.dense``)."""
-        if self._gathered_readers.get(src) != 1:
+        if self._gathered_readers.get(src) != 1 or spec.shared_from:
             return False
-        w = self.weights[f"w{spec.index}"] if not spec.shared_from else None
-        return (w is not None and not torch.is_autocast_enabled(w.device.type)
-                and not needs_padding(w, w))  # (x's device and precision: w's)
+        w = self.weights[f"w{spec.index}"]
+        return not torch.is_autocast_enabled(w.device.type) and not needs_padding(w, w)  # x: on w's device
 
     def _activate(self, name: str, z: torch.Tensor) -> torch.Tensor:
         act = self.activation[name]

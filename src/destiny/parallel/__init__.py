@@ -22,5 +22,6 @@ from destiny.parallel.shards import all_bounds, shard_bounds, shard_sizes
 
 __all__ = ["INPUT", "OUTPUT", "LaunchEnv", "MatrixShard", "World", "all_bounds", "all_gather_stack", "all_reduce",
            "all_reduce_max", "barrier", "broadcast_object", "environment_world_size", "gather_to_root",
-           "gather_units", "gathered_linear", "holds_collective_graphs", "init_from_environment", "launch_env", "layer_bounds", "plan_matrices",
-           "reduce_scatter_units", "shard_bounds", "shard_sizes", "shutdown", "split_rule", "sum_float"]
+           "gather_units", "gathered_linear", "holds_collective_graphs", "init_from_environment", "launch_env",
+           "layer_bounds", "plan_matrices", "reduce_scatter_units", "shard_bounds", "shard_sizes", "shutdown",
+           "split_rule", "sum_float"]

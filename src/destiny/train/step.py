@@ -210,9 +210,7 @@ class StepRunner:
 
     def _capture(self, buf: _Buffers, key, epoch: int, step: int) -> None:
         t = self.trainer
-        if self._graph is not None:
-            self._graph.reset()
-            self._graph = self._graph_key = None
+        self.release_graphs()
         steps = t.optimizer._steps
         graph = torch.cuda.CUDAGraph()
         collecting = gc.isenabled()
