@@ -21,7 +21,7 @@ A, E = Activation, ErrorFunction
 COMBOS = [
     (A.SIGMOID, E.CROSS_ENTROPY), (A.SIGMOID, E.SCALED_MARGINAL_CROSS_ENTROPY),
     (A.SIGMOID, E.DATA_SCALED_MARGINAL_CROSS_ENTROPY), (A.SIGMOID, E.L2), (A.SIGMOID, E.L1),
-    (A.LINEAR, E.L2), (A.LINEAR, E.L1), (A.SOFTMAX, E.CROSS_ENTROPY),
+    (A.LINEAR, E.L2), (A.LINEAR, E.L1), (A.SOFTMAX, E.CROSS_ENTROPY), (A.SOFTMAX, E.MULTINOMIAL),
 ]
 IDS = [f"{a.json}-{e.json}" for a, e in COMBOS]
 
@@ -65,7 +65,7 @@ def test_ignore_zero_scores_only_the_targets(device, act, fn):
              dtype=torch.float32, diff=(0,), name="ignore_zero")
 
 
-@pytest.mark.parametrize("act,fn", [COMBOS[1], COMBOS[0], COMBOS[7]], ids=[IDS[1], IDS[0], IDS[7]])
+@pytest.mark.parametrize("act,fn", [COMBOS[1], COMBOS[0], COMBOS[7], COMBOS[8]], ids=[IDS[1], IDS[0], IDS[7], IDS[8]])
 def test_irregular_shape(device, act, fn):
     """37 × 1823 with up to 30 targets an example (the target loop runs partial blocks)."""
     t = targets(device, 37, 1823, 30, values=fn == E.CROSS_ENTROPY, weights=True, seed=11)
@@ -73,7 +73,7 @@ def test_irregular_shape(device, act, fn):
              dtype=torch.float32, diff=(0,), name="37 × 1823")
 
 
-@pytest.mark.parametrize("act,fn", [COMBOS[1], COMBOS[7]], ids=[IDS[1], IDS[7]])
+@pytest.mark.parametrize("act,fn", [COMBOS[1], COMBOS[7], COMBOS[8]], ids=[IDS[1], IDS[7], IDS[8]])
 def test_rows_wider_than_one_column_block(device, act, fn):
     """4500 columns: two column blocks of 4096, the last one partial."""
     t = targets(device, 3, 4500, 70, values=False, seed=5)

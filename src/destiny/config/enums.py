@@ -56,6 +56,7 @@ class ErrorFunction(_DsstneEnum):
     DATA_SCALED_MARGINAL_CROSS_ENTROPY = 4
     HINGE = 5
     L2_HINGE = 6
+    MULTINOMIAL = 7  # Destiny extension: −Σ t·log softmax(z), targets not spread (Mult-DAE/VAE)
 
 
 class Activation(_DsstneEnum):
@@ -118,6 +119,7 @@ _NAMES: dict[type, dict[_DsstneEnum, tuple[str, ...]]] = {
         ErrorFunction.DATA_SCALED_MARGINAL_CROSS_ENTROPY: ("DataScaledMarginalCrossEntropy",),
         ErrorFunction.HINGE: ("Hinge",),
         ErrorFunction.L2_HINGE: ("L2Hinge",),
+        ErrorFunction.MULTINOMIAL: ("Multinomial", "MultinomialLogLikelihood"),
     },
     Activation: {
         Activation.SIGMOID: ("Sigmoid",),

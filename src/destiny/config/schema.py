@@ -261,7 +261,9 @@ class NetworkConfig:
         parse=f.number(0.0), default=0.0)
     error_function: ErrorFunction = f.key(
         "ErrorFunction", "L1, L2, CrossEntropy, ScaledMarginalCrossEntropy, "
-        "DataScaledMarginalCrossEntropy, Hinge or L2Hinge.",
+        "DataScaledMarginalCrossEntropy, Hinge, L2Hinge or Multinomial (a Destiny extension for "
+        "SoftMax outputs: −Σ t·log softmax(z) an example, each indicator target counting 1, where "
+        "CrossEntropy spreads them as 1/#targets; the Mult-DAE/Mult-VAE likelihood).",
         parse=f.enum_of(ErrorFunction, {"SMCE": ErrorFunction.SCALED_MARGINAL_CROSS_ENTROPY}),
         default=ErrorFunction.CROSS_ENTROPY, always=True)
     layers: tuple[LayerConfig, ...] = f.key(

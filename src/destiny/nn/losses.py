@@ -7,6 +7,11 @@ everywhere and then correct only the nonzero targets (DSSTNE's two-pass trick, s
 ``destiny.ops.reference.output_loss_ref``). Losses are sums (DSSTNE reports the sum over the
 batch divided by the number of examples); the gradient of the sum is DSSTNE's output delta.
 
+Multinomial (a Destiny extension, Liang et al. 2018's Mult-DAE/Mult-VAE likelihood) is
+−Σ_i t_i·log softmax(z)_i over the whole output, t_i the target's value or 1 for an indicator
+target — not divided by the example's number of targets, as SoftMax + CrossEntropy does
+(``ops.reference.output_loss_ref``). It needs a SoftMax output; no DeltaBoost.
+
 Differences from DSSTNE, on purpose: logs come from log-sigmoid / log-softmax of the
 pre-activation instead of clamping log(a) at 1e-12; CrossEntropy-type losses need a Sigmoid
 or SoftMax output and say so (DSSTNE silently computed no delta); L1/L2/Hinge/L2Hinge
@@ -46,6 +51,13 @@ class LossSpec:
     def of(cls, config: NetworkConfig, layer: LayerConfig, source: str = "<config>") -> "LossSpec":
         act = ActivationSpec.of(config, layer)
         fn = config.error_function
+        if fn == ErrorFunction.MULTINOMIAL and act.kind != Activation.SOFTMAX:
+            where = next((f"Layers[{i}].Activation" for i, other in enumerate(config.layers) if other is layer),
+                         "Activation")
+            raise ConfigError(
+                f"{source}: {where} (layer '{layer.name}'): Multinomial is the log-likelihood of a SoftMax output "
+                f"(−Σ t·log softmax(z)), but the Activation is {act.kind.json}; give the Output layer "
+                "\"Activation\": \"SoftMax\", or use CrossEntropy with a Sigmoid output")
         if fn in CROSS_ENTROPY_FAMILY and act.kind not in (Activation.SIGMOID, Activation.SOFTMAX):
             raise ConfigError(
                 f"{source}: layer '{layer.name}': {fn.json} needs a Sigmoid or SoftMax output "
@@ -95,6 +107,8 @@ def element_loss(e: Outputs, t: torch.Tensor | float, spec: LossSpec) -> torch.T
         loss = 0.5 * (a - t) ** 2
     elif fn == ErrorFunction.CROSS_ENTROPY:
         loss = -t * e.log_a if e.kind == Activation.SOFTMAX else -(t * e.log_a + (1 - t) * e.log_1ma)
+    elif fn == ErrorFunction.MULTINOMIAL:  # SoftMax only (LossSpec.of): a zero target costs 0
+        loss = -t * e.log_a
     elif fn in (ErrorFunction.SCALED_MARGINAL_CROSS_ENTROPY, ErrorFunction.DATA_SCALED_MARGINAL_CROSS_ENTROPY):
         one = torch.where(a < spec.one_target, -spec.one_scale * e.log_a, torch.zeros_like(a))
         if fn == ErrorFunction.DATA_SCALED_MARGINAL_CROSS_ENTROPY:

@@ -92,7 +92,7 @@ def output_loss_ref(z: torch.Tensor, target: SparseBatch | torch.Tensor, spec: L
     Sparse targets: every unit is scored as a zero target, then only the nonzero targets are
     corrected (DSSTNE's two-pass trick): one pass over z, no dense target tensor. Indicator
     targets are 1 (1/#targets of the example for SoftMax + CrossEntropy, so the target is a
-    distribution). With ignore_zero (DSSTNE's SparseIgnoreZero) only nonzero targets count.
+    distribution; Multinomial keeps 1: −Σ_targets log softmax(z)). With ignore_zero (DSSTNE's SparseIgnoreZero) only nonzero targets count.
     Per-example data weights multiply the loss. The gradient of the sum is DSSTNE's delta.
 
     lse: (batch, 1) for a SoftMax layer split over ranks (z holds one rank's units): the

@@ -20,7 +20,8 @@ checks it); a repeated target would count twice in the loss but once in the delt
 
 Spec: ``reference.output_loss_ref`` (loss) and its autograd gradient (delta). Supported:
 Sigmoid with CrossEntropy, ScaledMarginalCrossEntropy, DataScaledMarginalCrossEntropy, L2, L1;
-Linear with L2, L1; SoftMax with CrossEntropy. DeltaBoost (boost_one/boost_zero on
+Linear with L2, L1; SoftMax with CrossEntropy and Multinomial (the same pass: delta
+softmax(z)·Σt − t, indicator targets 1 instead of 1/#targets, no DeltaBoost). DeltaBoost (boost_one/boost_zero on
 CrossEntropy and L2), per-example weights, ignore_zero, indicator or analog targets.
 """
 
@@ -36,17 +37,18 @@ from destiny.ops.sparse import SparseBatch
 
 # the kernels' activation (ACT) and loss (ERR) codes
 LINEAR, SIGMOID, SOFTMAX = tl.constexpr(0), tl.constexpr(1), tl.constexpr(2)
-L1, L2, CE, SMCE, DSMCE = tl.constexpr(0), tl.constexpr(1), tl.constexpr(2), tl.constexpr(3), tl.constexpr(4)
+L1, L2, CE, SMCE, DSMCE, MULT = (tl.constexpr(0), tl.constexpr(1), tl.constexpr(2), tl.constexpr(3), tl.constexpr(4),
+                                 tl.constexpr(5))
 
 _ACT = {Activation.LINEAR: LINEAR.value, Activation.SIGMOID: SIGMOID.value, Activation.SOFTMAX: SOFTMAX.value}
 _ERR = {ErrorFunction.L1: L1.value, ErrorFunction.L2: L2.value, ErrorFunction.CROSS_ENTROPY: CE.value,
         ErrorFunction.SCALED_MARGINAL_CROSS_ENTROPY: SMCE.value,
-        ErrorFunction.DATA_SCALED_MARGINAL_CROSS_ENTROPY: DSMCE.value}
+        ErrorFunction.DATA_SCALED_MARGINAL_CROSS_ENTROPY: DSMCE.value, ErrorFunction.MULTINOMIAL: MULT.value}
 SUPPORTED = {
     Activation.SIGMOID: {ErrorFunction.L1, ErrorFunction.L2, ErrorFunction.CROSS_ENTROPY,
                          ErrorFunction.SCALED_MARGINAL_CROSS_ENTROPY, ErrorFunction.DATA_SCALED_MARGINAL_CROSS_ENTROPY},
     Activation.LINEAR: {ErrorFunction.L1, ErrorFunction.L2},
-    Activation.SOFTMAX: {ErrorFunction.CROSS_ENTROPY},
+    Activation.SOFTMAX: {ErrorFunction.CROSS_ENTROPY, ErrorFunction.MULTINOMIAL},
 }
 
 
@@ -136,7 +138,10 @@ def output_loss_kernel(z_ptr, d_ptr, loss_ptr, zt_ptr, off_ptr, idx_ptr, val_ptr
     gs = 1.0
     if HAS_SCALE:
         gs = tl.load(gs_ptr).to(tl.float32)
-    SPREAD: tl.constexpr = ACT == SOFTMAX and ERR == CE
+    SPREAD: tl.constexpr = ACT == SOFTMAX and ERR == CE  # Multinomial: indicator targets count 1
+    if ERR == MULT:  # no DeltaBoost (CrossEntropy's and L2's)
+        boost_one = 1.0
+        boost_zero = 1.0
 
     # phase 1: the targets' pre-activations, before phase 2 overwrites them; SoftMax's Σc
     c_acc = tl.zeros((BLOCK_T,), tl.float32)
