@@ -10,10 +10,16 @@ The file is one JSON object::
      "meta": {"destiny": "0.1.0", "optimizer": "adam", "batch_size": 256, ...},
      "epochs": [{"epoch": 1, "training_error": 0.71, "validation_error": 0.69,
                  "regularization_error": 0.0, "learning_rate": 0.001, "seconds": 2.1,
-                 "examples_per_second": 2857.1, "extra": {"P@10": 0.21}}, ...]}
+                 "examples_per_second": 2857.1, "extra": {"P@10": 0.21},
+                 "metrics": {"ndcg@100": 0.41, "precision@10": 0.33}, "best_epoch": 1}, ...]}
 
 Each epoch is ``EpochResult.as_dict()``; ``extra`` holds metrics a callback added (plotted by
-``destiny plot`` beside the errors). Non-finite numbers (a diverged run's NaN) are written as
+``destiny plot`` beside the errors); ``metrics`` the ranking metrics of a validated epoch
+(``destiny.train.validation``; ``{}`` otherwise) and ``best_epoch`` the best validated epoch so
+far under early stopping (``null`` otherwise). Both keys are newer than version 1's first
+files, which lack them: readers take a missing key as empty. With early stopping, ``meta``
+also says what was monitored: ``monitor``, ``best_epoch``, ``best``, ``patience``,
+``stopped_early``. Non-finite numbers (a diverged run's NaN) are written as
 ``null``: the file is standard JSON. Writes are atomic, so a reader never sees half a file.
 """
 
@@ -112,7 +118,8 @@ def run_facts(trainer) -> dict:
     return {"network": network.config.name, "optimizer": opt.kind.value,
             "hyperparameters": dataclasses.asdict(opt.hyper), "batch_size": trainer.batch_size,
             "seed": trainer.seed, "device": str(trainer.device), "precision": str(trainer.precision.value),
-            "parameters": sum(p.numel() for p in network.parameters())}
+            "parameters": sum(p.numel() for p in network.parameters()),
+            **(trainer.stopping.state() if getattr(trainer, "stopping", None) is not None else {})}
 
 
 def history_callback(path: str | os.PathLike, meta: dict | None = None):

@@ -9,6 +9,12 @@ resumed at an epoch boundary continues exactly as the uninterrupted one.
 On CUDA the step has static shapes and no host sync, and is captured once in a CUDA graph and
 replayed (``destiny.train.step``); the host only copies each step's example ids and seeds.
 
+Validation-driven training: a ``RankingValidator`` (``destiny.train.validation``) scores ranking
+metrics on held-out items every few epochs, outside the step runner (no RNG stream is drawn, no
+captured buffer touched); an ``EarlyStopping`` (``destiny.train.stopping``) follows one of
+them (or the validation loss), stops after a patience and puts the best epoch's weights back
+when ``fit`` ends, by patience or by reaching its epochs.
+
 Model parallel (a Network built with a ``world`` of N processes): every process runs this same
 loop on the same data in the same order, on its shards; the optimizer updates its shards (its
 state is split with them); losses and the regularisation error are summed over the processes
@@ -41,7 +47,9 @@ from destiny.train.step import StepRunner
 
 @dataclass
 class EpochResult:
-    """What one epoch did. Errors are average loss per example (DSSTNE's "average error")."""
+    """What one epoch did. Errors are average loss per example (DSSTNE's "average error").
+    metrics: the ranking metrics of a validated epoch by name ("ndcg@100": 0.41; empty
+    otherwise); best_epoch: the best validated epoch so far when early stopping follows one."""
 
     epoch: int
     training_error: float
@@ -51,6 +59,8 @@ class EpochResult:
     seconds: float
     examples_per_second: float
     extra: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    best_epoch: int | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -77,6 +87,16 @@ class Trainer:
     ``batch_callbacks``: functions of (trainer, epoch, batches done) called after every batch
     (mid-epoch checkpoints); ``resume_batch``: batches of the next epoch already done (set by
     ``checkpoint.restore_trainer``).
+
+    validator: a ``RankingValidator`` scored after every ``validator.every`` epochs and after
+    the last epoch of ``fit`` (its numbers go to ``EpochResult.metrics``). monitor: what early
+    stopping follows — one of the validator's metrics (default its first, e.g. "ndcg@100") or
+    "validation_error" (the loss on ``fit``'s validation data); patience: validations without
+    improvement before ``fit`` stops (None: never early); restore_best: put the best validated
+    epoch's weights back when ``fit`` ends (``destiny.train.stopping``: costs a copy of the
+    network). ``stopping`` holds that state (None without validator, monitor or patience).
+    console: the rich Console (or a function returning one) the progress bar draws on
+    (default: one on stderr).
     """
 
     def __init__(self, network: Network, optimizer: Optimizer | str = Optimizer.SGD,
@@ -85,7 +105,8 @@ class Trainer:
                  callbacks: list[Callback] | None = None, progress: bool = True,
                  precision: Precision | str = Precision.FP32, static_shapes: bool | None = None,
                  cuda_graphs: bool | None = None, world: World | None = None, nan_check: int | None = None,
-                 brake: "DivergenceBrake | bool | None" = None):
+                 brake: "DivergenceBrake | bool | None" = None, validator=None, monitor: str | None = None,
+                 patience: int | None = None, restore_best: bool = True, console=None):
         from destiny.backend import resolve_device
         from destiny.train.determinism import make_deterministic
 
@@ -113,9 +134,11 @@ class Trainer:
         hyper = hyper or Hyperparameters()
         if hyper.decay == 0 and network.config.decay > 0:
             hyper = Hyperparameters(**{**asdict(hyper), "decay": network.config.decay})
+        hyper = hyper.with_network(network.config)  # the JSON's WeightDecay (a Destiny extension)
         params = dict(network.named_parameters())
         weights = {name for name in params if name.startswith("weights.")}
-        self.optimizer = DsstneOptimizer(params, optimizer, hyper, regularized=weights)
+        self.optimizer = DsstneOptimizer(params, optimizer, hyper, regularized=weights,
+                                         schedule=network.config.learning_rate_schedule)
         self.batch_size = batch_size
         self.seed = network.seed if seed is None else seed
         self.shuffle = network.config.shuffle_indices if shuffle is None else shuffle
@@ -138,27 +161,64 @@ class Trainer:
         self.resume_batch = 0  # batches of epoch self.epoch + 1 already done (a mid-epoch checkpoint)
         self.resume_loss = 0.0  # their summed loss
         self.batches_done = 0  # batches of the epoch in progress (0 between epochs)
+        self.schedule_epochs: int | None = None  # the run's epochs for the LR schedule (None: done + fit's)
+        self.console = console
+        self.validator = validator
+        self.stopping = _stopping(validator, monitor, patience, restore_best)
 
     # -- public -------------------------------------------------------------------------------
 
     def fit(self, datasets: Mapping[str, object], epochs: int,
             validation: Mapping[str, object] | None = None) -> list[EpochResult]:
         """Train for ``epochs`` more epochs; returns the results of those epochs."""
+        # Recipes' hook (nn/recipes.py): a fresh network's FrequencyBias biases and bias-0 warning,
+        # ZeroDiagonal diagonals at zero; nothing for a network loaded from a file or checkpoint.
+        self.network.start_training(datasets)
         binding = Binding(self.network, datasets, device=self.device)
+        # the learning-rate schedule (train/schedule.py) spans the whole run: a resumed run plans the same length
+        per_epoch = -(-binding.n_examples // self.batch_size)
+        self.optimizer.plan(max(self.schedule_epochs or 0, self.epoch + epochs) * per_epoch, per_epoch)
         check = Binding(self.network, validation, device=self.device, what="validation data") if validation else None
+        if self.stopping is not None and self.stopping.lower_is_better and check is None:
+            from destiny.errors import UsageError
+
+            raise UsageError("early stopping on the validation loss needs validation data: "
+                             "Trainer.fit(datasets, epochs, validation={...})")
+        if self.stopping is not None:  # a later fit goes on from the restored weights, with a fresh patience
+            self.stopping.should_stop, self.stopping.bad = False, 0
         results = []
         try:
-            for _ in range(epochs):
+            for i in range(epochs):
                 result = self._epoch(binding, check)
+                self._validate(result, last=i == epochs - 1)
                 results.append(result)
                 self.history.append(result)
                 for callback in self.callbacks:
                     callback(result, self)
+                if self.stopping is not None and self.stopping.should_stop:
+                    break
         except torch.cuda.OutOfMemoryError as exc:
             from destiny.train.memory import out_of_memory
 
             raise out_of_memory(self, exc) from exc
+        if self.stopping is not None:
+            self.stopping.restore(self.network)
         return results
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The best validated epoch (early stopping), None before any validation or without one."""
+        return None if self.stopping is None else self.stopping.best_epoch
+
+    def _validate(self, result: EpochResult, last: bool) -> None:
+        """Ranking metrics after the epoch when due (and after ``fit``'s last epoch), then the
+        early-stopping bookkeeping; outside the step runner and its RNG streams."""
+        if self.validator is not None and (self.validator.due(result.epoch) or last):
+            result.metrics = self.validator.validate(self.network, precision=self.precision)
+            result.extra["validation_seconds"] = self.validator.seconds
+        if self.stopping is not None:
+            self.stopping.update(result.epoch, self.stopping.value(result), self.network)
+            result.best_epoch = self.stopping.best_epoch
 
     @torch.no_grad()
     def evaluate(self, datasets: Mapping[str, object] | Binding) -> float:
@@ -197,7 +257,8 @@ class Trainer:
         if self.brake is not None and not first:
             self.brake.restart()
         started = time.perf_counter()
-        with _Progress(self.progress, n, f"Epoch {epoch}", show_loss=not self.world.parallel) as bar:
+        with _Progress(self.progress, n, f"Epoch {epoch}", show_loss=not self.world.parallel,
+                       console=self.console) as bar:
             for step, start in enumerate(range(first * self.batch_size, n, self.batch_size), first):
                 examples = order[start:start + self.batch_size]
                 if self.brake is None:
@@ -332,8 +393,9 @@ class _NanWatch:
 class _Progress:
     """A progress bar on the terminal (examples, examples/s, running loss), or nothing."""
 
-    def __init__(self, enabled: bool, total: int, label: str, show_loss: bool = True):
+    def __init__(self, enabled: bool, total: int, label: str, show_loss: bool = True, console=None):
         self.enabled, self.total, self.label, self.show_loss = enabled, total, label, show_loss
+        self.console = console  # a rich Console, a function returning one, or None (stderr)
         self._last = 0.0
 
     def __enter__(self):
@@ -343,11 +405,13 @@ class _Progress:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            from destiny.cli.console import console
+            from rich.console import Console
 
+            console = self.console() if callable(self.console) else self.console
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                       TextColumn("{task.fields[rate]} ex/s  loss {task.fields[loss]}"),
-                                      TimeRemainingColumn(), console=console(stderr=True), transient=True)
+                                      TimeRemainingColumn(), console=console or Console(stderr=True, highlight=False),
+                                      transient=True)
             self._progress.__enter__()
             self._task = self._progress.add_task(self.label, total=self.total, rate="-", loss="-")
             self._start = time.perf_counter()
@@ -369,6 +433,25 @@ class _Progress:
         if self.enabled:
             self._progress.__exit__(*exc)
         return False
+
+
+def _stopping(validator, monitor, patience, restore_best):
+    """The EarlyStopping of a Trainer's arguments, or None when nothing is monitored."""
+    if validator is None and monitor is None and patience is None:
+        return None
+    from destiny.errors import UsageError
+    from destiny.train.stopping import EarlyStopping
+    from destiny.train.validation import LOSS_MONITOR, metric_name
+
+    if monitor is None:
+        monitor = validator.metrics[0] if validator is not None else LOSS_MONITOR
+    stopping = EarlyStopping(monitor, patience, restore_best)
+    if stopping.monitor != LOSS_MONITOR and (validator is None or stopping.monitor not in validator.metrics):
+        offered = ", ".join(validator.metrics) if validator is not None else "none: no validator given"
+        raise UsageError(f"early stopping monitors {metric_name(monitor)!r}, which the validator does not compute "
+                         f"(its metrics: {offered}); add it to RankingValidator(metrics=...) or monitor "
+                         f"{LOSS_MONITOR!r}")
+    return stopping
 
 
 def is_finite(value: float) -> bool:
