@@ -11,11 +11,17 @@ an underscore (``network_``, ``n_items_``, ``history_``). The network is any DSS
 description with one sparse Input and one sparse Output layer (default: the DSSTNE talk's
 MovieLens network, 256 units a hidden layer); it learns to reconstruct each user's items, and
 recommends the highest-scoring items the user does not have yet.
+
+With held-out items of the same users, ``fit(train, validation=held_out)`` scores ranking
+metrics every ``validate_every`` epochs (``destiny.train.validation``), stops after
+``patience`` validations without improvement of ``monitor`` and keeps the best epoch's weights
+(``best_epoch_``); ``epochs`` is then the most it trains.
 """
 
 from __future__ import annotations
 
 import importlib.resources
+import inspect
 import json
 import os
 from typing import Any
@@ -36,11 +42,16 @@ class Recommender:
     start's network). epochs, batch_size, optimizer (any of DSSTNE's seven), alpha (learning
     rate), lam (L2), mu, mu1: training. device: "auto", "cpu" or "cuda". seed: weights, order
     and noise. precision: fp32, tf32 or bf16. progress: show a progress bar.
+    With ``fit(..., validation=held_out)``: monitor, the ranking metric early stopping follows
+    ("ndcg@100", "recall@20", "precision@10", …, or "validation_error" for the loss);
+    patience, validations without improvement before stopping (None: train every epoch, still
+    keeping the best); validate_every, epochs between validations.
     """
 
     def __init__(self, config: Any = None, *, epochs: int = 10, batch_size: int = 256, optimizer: str = "adam",
                  alpha: float | None = 0.001, lam: float = 0.0, mu: float | None = None, mu1: float | None = None,
-                 device: str = "auto", seed: int = 12134, precision: str = "fp32", progress: bool = False):
+                 device: str = "auto", seed: int = 12134, precision: str = "fp32", progress: bool = False,
+                 monitor: str = "ndcg@100", patience: int | None = 5, validate_every: int = 1):
         self.config = config
         self.epochs = epochs
         self.batch_size = batch_size
@@ -53,13 +64,19 @@ class Recommender:
         self.seed = seed
         self.precision = precision
         self.progress = progress
+        self.monitor = monitor
+        self.patience = patience
+        self.validate_every = validate_every
 
     # -- scikit-learn conventions ---------------------------------------------------------------
 
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        """The keyword arguments of ``__init__`` (scikit-learn's rule: every one is a parameter)."""
+        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+
     def get_params(self, deep: bool = True) -> dict:
-        return {name: getattr(self, name) for name in ("config", "epochs", "batch_size", "optimizer", "alpha",
-                                                       "lam", "mu", "mu1", "device", "seed", "precision",
-                                                       "progress")}
+        return {name: getattr(self, name) for name in self._param_names()}
 
     def set_params(self, **params) -> "Recommender":
         for name, value in params.items():
@@ -97,8 +114,12 @@ class Recommender:
 
     def fit(self, user_items, *, validation=None) -> "Recommender":
         """Learn from ``user_items`` (users × items: a scipy sparse matrix or a SparseDataset;
-        nonzeros are interactions). validation: held-out user_items of the same users, whose
-        loss is recorded each epoch in ``history_``. Returns self."""
+        nonzeros are interactions). validation: held-out items of the same users (one row per
+        user of ``user_items``, in the same order): ranking metrics of recommending from
+        ``user_items`` (seen items removed) are scored against them every ``validate_every``
+        epochs and recorded in ``history_`` with the validation loss; training stops after
+        ``patience`` validations without improvement of ``monitor`` and ends with the best
+        epoch's weights (``best_epoch_``). Returns self."""
         from destiny.nn.network import Network
         from destiny.train.optimizers import Hyperparameters
         from destiny.train.trainer import Trainer
@@ -106,21 +127,38 @@ class Recommender:
         data = _as_dataset(user_items, "user_items")
         config, inp, out = self._network_config()
         network = Network.from_config(config, {inp.dataset: data.dims, out.dataset: data.dims}, seed=self.seed)
+        rows = data.replace(name=inp.dataset)
+        sets = {inp.dataset: rows, out.dataset: data.replace(name=out.dataset)}
+        check, validator = self._validation(validation, data, rows, inp, out)
         trainer = Trainer(network, self.optimizer,
                           Hyperparameters(alpha=self.alpha, lam=self.lam, mu=self.mu, mu1=self.mu1),
                           batch_size=self.batch_size, seed=self.seed, device=self.device, progress=self.progress,
-                          precision=self.precision)
-        sets = {inp.dataset: data.replace(name=inp.dataset), out.dataset: data.replace(name=out.dataset)}
-        check = None
-        if validation is not None:
-            held = _as_dataset(validation, "validation", width=data.n_features)
-            check = {inp.dataset: data.replace(name=inp.dataset), out.dataset: held.replace(name=out.dataset)}
+                          precision=self.precision, validator=validator,
+                          monitor=self.monitor if validator is not None else None,
+                          patience=self.patience if validator is not None else None)
         trainer.fit(sets, self.epochs, check)
         self.network_ = network
         self.n_items_ = data.n_features
         self.n_users_ = data.n_examples
         self.history_ = [r.as_dict() for r in trainer.history]
+        self.best_epoch_ = trainer.best_epoch
         return self
+
+    def _validation(self, validation, data, rows, inp, out):
+        """(validation datasets for the loss, RankingValidator) of ``fit``'s validation=, or (None, None)."""
+        if validation is None:
+            return None, None
+        from destiny.train.validation import DEFAULT_METRICS, LOSS_MONITOR, RankingValidator, metric_name
+
+        held = _as_dataset(validation, "validation", width=data.n_features)
+        if held.n_examples != data.n_examples:
+            raise UsageError(f"validation has {held.n_examples:,} rows but user_items {data.n_examples:,}: give the "
+                             "held-out items of the same users, one row per user in the same order (empty rows for "
+                             "users without held-out items)")
+        monitor = metric_name(self.monitor)
+        metrics = list(DEFAULT_METRICS) + ([monitor] if monitor not in DEFAULT_METRICS + (LOSS_MONITOR,) else [])
+        validator = RankingValidator({inp.dataset: rows}, held, metrics=metrics, every=self.validate_every)
+        return {inp.dataset: rows, out.dataset: held.replace(name=out.dataset)}, validator
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "network_"):
@@ -206,6 +244,8 @@ class Recommender:
 
         params = {k: v for k, v in self.get_params().items() if k != "config"}
         info = {"recommender": json.dumps(params), "n_users": self.n_users_}
+        if getattr(self, "best_epoch_", None) is not None:
+            info["best_epoch"] = self.best_epoch_
         return save_network(self.network_, path, info)
 
     @classmethod
@@ -220,6 +260,7 @@ class Recommender:
         model.n_items_ = model.network_.units[model.network_.output_layers()[0].name]
         model.n_users_ = int(nf.info.get("n_users", 0))
         model.history_ = []
+        model.best_epoch_ = int(nf.info["best_epoch"]) if "best_epoch" in nf.info else None
         return model
 
 

@@ -94,3 +94,64 @@ def test_bad_arguments(model, user_items):
         model.recommend(0, [[1, 0, 1]])
     with pytest.raises(UsageError, match="no parameter 'epoch'"):
         Recommender().set_params(epoch=3)
+
+
+# -- validation-driven fitting --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """Planted-taste users (destiny.data.synth), 20% of each user's items held out."""
+    import scipy.sparse as sp
+
+    from destiny.data.synth import synthesize
+
+    d = synthesize(240, 120, seed=2, mean_items=16)
+    users = np.repeat(np.arange(240), np.diff(d.offsets))
+    held = np.random.default_rng(0).random(len(d.indices)) < 0.2
+    ones = np.ones(len(d.indices), np.float32)
+    part = lambda m: sp.csr_matrix((ones[m], (users[m], d.indices[m])), shape=(240, 120))  # noqa: E731
+    return part(~held), part(held)
+
+
+PLANTED = {"Layers": [{"Name": "in", "N": "auto", "DataSet": "in", "Sparse": True},
+                      {"Name": "h", "N": 24, "Activation": "Sigmoid"},
+                      {"Name": "out", "N": "auto", "DataSet": "out", "Sparse": True}],
+           "ErrorFunction": "ScaledMarginalCrossEntropy"}
+
+
+def test_fit_with_validation_stops_at_the_best_epoch_and_beats_the_untrained_net(planted, tmp_path):
+    train, held = planted
+    params = dict(batch_size=32, alpha=0.01, device="cpu", patience=2, monitor="ndcg@50")
+    model = Recommender(PLANTED, epochs=25, **params).fit(train, validation=held)
+    history = model.history_
+    assert model.best_epoch_ is not None and len(history) < 25  # stopped by the patience
+    scores = [h["metrics"]["ndcg@50"] for h in history]
+    assert model.best_epoch_ == 1 + int(np.argmax(scores)) and len(history) == model.best_epoch_ + 2
+    assert {"ndcg@100", "recall@100", "recall_min@100", "precision@10", "ndcg@50"} == set(history[0]["metrics"])
+    assert all(h["validation_error"] is not None for h in history) and history[-1]["best_epoch"] == model.best_epoch_
+    # the weights are the best epoch's: scoring the fitted model gives the best validation number
+    assert model.evaluate(held, train, k=50)[50]["ndcg"] == pytest.approx(max(scores), rel=1e-12)
+    untrained = Recommender(PLANTED, epochs=0, **params).fit(train)
+    assert max(scores) > untrained.evaluate(held, train, k=50)[50]["ndcg"] + 0.05
+    model.save(tmp_path / "m.nc")
+    again = Recommender.load(tmp_path / "m.nc")
+    assert again.best_epoch_ == model.best_epoch_ and again.get_params()["patience"] == 2
+    assert again.get_params()["monitor"] == "ndcg@50" and again.get_params()["validate_every"] == 1
+
+
+def test_new_parameters_and_their_errors(planted):
+    train, held = planted
+    assert {"monitor", "patience", "validate_every"} <= set(Recommender().get_params())
+    assert Recommender().set_params(patience=None).patience is None
+    assert Recommender(PLANTED, epochs=1, batch_size=64).fit(train).best_epoch_ is None  # no validation: no stopping
+    with pytest.raises(UsageError, match="unknown ranking metric"):
+        Recommender(PLANTED, epochs=1, monitor="ndgc@10").fit(train, validation=held)
+    with pytest.raises(UsageError, match="positive integer"):
+        Recommender(PLANTED, epochs=1, monitor="ndcg@0").fit(train, validation=held)
+    with pytest.raises(UsageError, match="patience"):
+        Recommender(PLANTED, epochs=1, patience=-1).fit(train, validation=held)
+    with pytest.raises(UsageError, match="positive number of epochs"):
+        Recommender(PLANTED, epochs=1, validate_every=0).fit(train, validation=held)
+    with pytest.raises(UsageError, match="the same users"):
+        Recommender(PLANTED, epochs=1).fit(train, validation=held[:10])
