@@ -57,9 +57,11 @@ def run(args: argparse.Namespace) -> int:
     from destiny.cli.console import console
     from destiny.config import LayerKind, LayerType, load_config
     from destiny.config.shapes import count_parameters, resolve_shapes
+    from destiny.config.validate import check_zero_diagonal
 
     config = load_config(args.config)
     dims = resolve_shapes(config, dataset_dims_from_args(config, args), strict=False, source=args.config)
+    check_zero_diagonal(config, dims, args.config)
     counts = count_parameters(config, dims)
 
     table = Table(title=f"{config.name or args.config} ({config.kind.json}, {config.error_function.json})")
@@ -84,4 +86,18 @@ def run(args: argparse.Namespace) -> int:
                   "(--input-width, --output-width or --width DATASET=DIMS).")
     else:
         out.print(f"Parameters: {sum(counts.values()):,}")
+    _warn_recipes(config, dims)
     return 0
+
+
+def _warn_recipes(config, dims) -> None:
+    """Warnings about settings that train badly (``nn.recipes.bias_warnings``), every time."""
+    import warnings
+
+    from destiny.errors import ConfigWarning
+    from destiny.nn.recipes import bias_warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ConfigWarning)
+        for message in bias_warnings(config, dims):
+            warnings.warn(message, ConfigWarning, stacklevel=2)

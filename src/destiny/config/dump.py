@@ -66,7 +66,10 @@ def _value(value: Any) -> Any:
 
 
 def _full_object(obj: Any) -> dict[str, Any]:
-    return {fl.metadata["json"]: _value(getattr(obj, fl.name)) for fl in f.json_fields(type(obj))}
+    """Every key of a nested object, except Destiny extensions at their default (DSSTNE's
+    parser would reject them; ``schema._extension``)."""
+    return {fl.metadata["json"]: _value(getattr(obj, fl.name)) for fl in f.json_fields(type(obj))
+            if not (fl.metadata.get("extension") and getattr(obj, fl.name) == _default(fl))}
 
 
 __all__ = ["config_to_json", "dumps_config", "save_config", "LayerConfig"]

@@ -84,6 +84,8 @@ def value_type(parse) -> str:
     """What a key's value may be, in words, from its parser."""
     if parse is None:
         return "list of layer objects"
+    if getattr(parse, "value_type", None):  # a parser that describes itself (schema._normalization)
+        return parse.value_type
     name = parse.__qualname__
     env = _closure(parse)
     if parse is f.boolean:

@@ -9,6 +9,7 @@ margins of ScaledMarginalCrossEntropy, Sigmoid activations, Xavier initialisatio
 from __future__ import annotations
 
 import graphlib
+import types
 from dataclasses import dataclass
 from typing import Literal, Union
 
@@ -32,6 +33,29 @@ _DATA = frozenset({LayerKind.INPUT, LayerKind.OUTPUT})
 _IDENTITY_NOTE = "DSSTNE accepted {} but never implemented it (it acted as the identity); Destiny computes it as Linear"
 
 
+def _extension(field):
+    """Mark a key of a nested object (WeightInit, Denoising, ...) as a Destiny extension: the
+    writer (``dump.py``) leaves it out while it holds its default, so that what Destiny writes
+    for a DSSTNE network stays loadable by DSSTNE (whose parser rejects unknown keys)."""
+    field.metadata = types.MappingProxyType({**field.metadata, "extension": True})
+    return field
+
+
+_NORMS = {"none": None, "l1": "L1", "l2": "L2"}
+
+
+def _normalization(value, at: f.Place) -> str | None:
+    """``Normalize``: "None", "L1" or "L2" (any case; null is "None")."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.strip().lower() not in _NORMS:
+        raise at.error(f'must be "None", "L1" or "L2"; got {f.describe(value)}')
+    return _NORMS[value.strip().lower()]
+
+
+_normalization.value_type = '`"None"`, `"L1"` or `"L2"`'  # for the JSON reference (config/reference.py)
+
+
 @dataclass
 class WeightInit:
     """How a layer's incoming weights and biases are initialised (DSSTNE's ``WeightInit``)."""
@@ -44,6 +68,14 @@ class WeightInit:
         "Scale", "Scale of the distribution (the standard deviation for Gaussian, the half-width "
         "for Uniform, the value for Constant).", parse=f.number(), default=1.0)
     bias: float = f.key("Bias", "Initial value of every bias.", parse=f.number(), default=0.0)
+    frequency_bias: bool = _extension(f.key(
+        "FrequencyBias", "A Destiny extension for Output layers: start the biases from the target "
+        "dataset's column counts c (n examples, N units) instead of Bias: log((c+1)/(n−c+1)) for a "
+        "Sigmoid output (the log-odds of each item), log((c+1)/(Σc+N)) for a SoftMax (its "
+        "log-frequency), c/n for a Linear one (its mean); c sums the target values (1 for "
+        "indicator data). Computed from the training data when training starts from a freshly "
+        "initialised network; a network file or a checkpoint keeps its biases.",
+        parse=f.boolean, default=False))
 
 
 @dataclass
@@ -78,6 +110,10 @@ class Denoising:
 
     p: float = f.key("p", "Probability of dropping an input nonzero during training; 0 is off.",
                      parse=f.number(0.0, 1.0, hi_open=True), default=0.0)
+    rescale: bool = _extension(f.key(
+        "Rescale", "Divide the kept values by 1 − p, as DSSTNE does (its denoising q = 1/(1 − p)), "
+        "so an input's expected value is unchanged: Mult-VAE's dropout on the input. false keeps "
+        "them as they are (a Destiny extension).", parse=f.boolean, default=True))
 
 
 @dataclass
@@ -207,6 +243,17 @@ class LayerConfig:
     shared_weights: tuple[SharedWeights, ...] = f.key(
         "SharedWeights", "Weight matrices reused from another pair of layers.",
         parse=f.nested_list(SharedWeights), default=(), kinds=_WEIGHTED)
+    normalize: str | None = f.key(
+        "Normalize", "A Destiny extension for sparse Input layers: scale each example's values to "
+        "unit L2 norm (\"L2\": v/√Σv², 1/√n for indicator data, as Mult-VAE) or unit L1 norm "
+        "(\"L1\": v/Σ|v|, 1/n for indicator data), in training and prediction, before "
+        "Denoising; an example with no nonzeros stays empty.",
+        parse=_normalization, default=None, kinds=f.INPUT)
+    zero_diagonal: bool = f.key(
+        "ZeroDiagonal", "A Destiny extension (EASE as a network): the diagonal of every incoming "
+        "matrix from a source of this layer's width is held at zero — zero at initialisation and "
+        "after every update — so that no unit predicts itself. FullyConnected layers; at least "
+        "one source must have the layer's width.", parse=f.boolean, default=False, kinds=_WEIGHTED)
     comment: str | None = f.key(
         "Comment", "Free text, ignored (a Destiny extension: DSSTNE rejects the key).",
         parse=f.comment, default=None)

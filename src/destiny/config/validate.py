@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import graphlib
+import math
 import warnings
 
 from destiny.config.enums import Activation, ErrorFunction, LayerKind, LayerType, PoolingFunction
@@ -34,6 +35,7 @@ def validate(config: NetworkConfig, source: str = "<config>") -> None:
     for i, layer in enumerate(config.layers):
         at = top.child("Layers").child(i).in_layer(layer.name)
         _check_layer(config, layer, at, names)
+        _check_recipes(config, layer, at)
     _check_acyclic(config, top)
     _check_error_function(config, top)
 
@@ -140,6 +142,76 @@ def _check_shared_weights(config: NetworkConfig, layer: LayerConfig, at: Place, 
         if owner.shared_weights and any(s.input_layer == shared.source_input_layer for s in owner.shared_weights):
             raise where.error(f"the matrix {shared.source_input_layer} → {shared.source_output_layer} "
                               "is itself shared; share the original matrix instead")
+
+
+def _check_recipes(config: NetworkConfig, layer: LayerConfig, at: Place) -> None:
+    """Normalize, ZeroDiagonal and WeightInit.FrequencyBias (Destiny extensions; nn/recipes.py,
+    nn/itemitem.py): where they apply. ZeroDiagonal's widths are checked here when the JSON
+    gives them, else by ``check_zero_diagonal`` once the datasets' are known."""
+    if layer.normalize is not None and not layer.sparse:
+        raise at.child("Normalize").error(
+            "is for sparse Input layers (it scales each example's nonzeros); this Input layer is dense: "
+            "add \"Sparse\": true if its dataset is sparse, or remove 'Normalize'")
+    if layer.weight_init.frequency_bias:
+        where = at.child("WeightInit").child("FrequencyBias")
+        if layer.kind != LayerKind.OUTPUT:
+            raise where.error(f"is for Output layers (it reads the target dataset's column counts); this layer "
+                              f"is {_a(layer.kind.json)} {layer.kind.json} layer: use \"Bias\" here")
+        if layer.activation not in _FREQUENCY_ACTIVATIONS:
+            raise where.error(f"is defined for Sigmoid (log-odds), SoftMax (log-frequencies) and Linear (means) "
+                              f"outputs; this layer's Activation is {layer.activation.json}: use \"Bias\"")
+    if layer.zero_diagonal:
+        where = at.child("ZeroDiagonal")
+        if layer.type != LayerType.FULLY_CONNECTED:
+            raise where.error(f"is for FullyConnected layers (a square matrix's diagonal); this layer is "
+                              f"{layer.type.json}")
+        if getattr(layer, "variational", False):
+            raise where.error("cannot be used on a Variational layer (its matrices give 2N columns, μ and "
+                              "log-variance); put the zero-diagonal matrix on another layer")
+        widths = {src: _static_units(config, config.layer(src)) for src in layer.sources}
+        problem = _zero_diagonal_problem(layer, widths, _static_units(config, layer))
+        if problem:
+            raise where.error(problem)
+
+
+_FREQUENCY_ACTIVATIONS = (Activation.SIGMOID, Activation.SOFTMAX, Activation.LINEAR)
+
+
+def _static_units(config: NetworkConfig, layer: LayerConfig) -> int | None:
+    """A layer's units when the JSON alone gives them (an integer or a list N of a
+    FullyConnected or Input layer), else None ("auto", convolution and pooling)."""
+    if layer.type != LayerType.FULLY_CONNECTED or layer.n is None or layer.is_auto:
+        return None
+    return layer.n if isinstance(layer.n, int) else math.prod(layer.n)
+
+
+def _zero_diagonal_problem(layer: LayerConfig, widths: dict[str, int | None], own: int | None) -> str | None:
+    """What is wrong with a ZeroDiagonal layer of ``own`` units whose sources have ``widths``
+    (None: not known yet, which passes), or None."""
+    if own is None:
+        return None
+    if None not in widths.values() and own not in widths.values():
+        listed = ", ".join(f"'{src}' {width:,}" for src, width in widths.items())
+        return (f"holds the diagonal of a square matrix at zero, but no source has this layer's width ({own:,} "
+                f"units; sources: {listed}); read a layer of the same width (EASE: the Input layer of items)")
+    for shared in layer.shared_weights:
+        if widths.get(shared.input_layer) == own:
+            return (f"the matrix from '{shared.input_layer}' is another pair's (SharedWeights), so its diagonal "
+                    "is not this layer's to hold at zero; remove the sharing or 'ZeroDiagonal'")
+    return None
+
+
+def check_zero_diagonal(config: NetworkConfig, dims, source: str = "<config>") -> None:
+    """ConfigError (Layers[i].ZeroDiagonal) when a ZeroDiagonal layer has no source of its own
+    width; dims: every layer's dimensions (``shapes.resolve_shapes``; None where unknown,
+    which passes)."""
+    for i, layer in enumerate(config.layers):
+        if not layer.zero_diagonal or dims.get(layer.name) is None:
+            continue
+        widths = {src: None if dims.get(src) is None else math.prod(dims[src]) for src in layer.sources}
+        problem = _zero_diagonal_problem(layer, widths, math.prod(dims[layer.name]))
+        if problem:
+            raise Place(source, f"Layers[{i}]", layer.name).child("ZeroDiagonal").error(problem)
 
 
 def _check_acyclic(config: NetworkConfig, top: Place) -> None:

@@ -35,6 +35,7 @@ from destiny.config import Activation, ErrorFunction, LayerConfig, LayerKind, La
 from destiny.config.shapes import WeightSpec, batch_norm_size, resolve_shapes, weight_specs
 from destiny.errors import DataError
 from destiny.nn import conv  # Convolutional and Pooling layers
+from destiny.nn import itemitem, recipes  # ZeroDiagonal layers; Normalize, Denoising.Rescale, FrequencyBias
 from destiny.nn.activations import ActivationSpec, activate
 from destiny.nn.init import init_weight
 from destiny.nn.losses import LossSpec
@@ -146,6 +147,9 @@ class Network(torch.nn.Module):
                 self.register_buffer(f"bn_mean_{layer.name}", torch.zeros(size, dtype=dtype, device=device))
                 self.register_buffer(f"bn_var_{layer.name}", torch.ones(size, dtype=dtype, device=device))
                 self.register_buffer(f"bn_calls_{layer.name}", torch.zeros((), dtype=torch.int64, device=device))
+        self.diagonals = itemitem.diagonal_plan(self, source)  # ZeroDiagonal: zero from the start
+        itemitem.zero_diagonals(self)
+        self.fresh = initialize  # recipes.start_training: FrequencyBias and its warning for new weights only
 
     # -- construction -------------------------------------------------------------------------
 
@@ -260,10 +264,7 @@ class Network(torch.nn.Module):
             if x.n_features != self.units[layer.name]:
                 raise DataError(f"input layer '{layer.name}' has {self.units[layer.name]} units but its "
                                 f"data has {x.n_features} features; the dataset does not fit this network")
-            p = self.config.denoising.p
-            if noise is not None and p > 0 and layer.sparse:
-                x = ops.denoise(x, p, noise.seed_for("denoise", layer.name))
-            return x
+            return recipes.sparse_input(self, layer, x, noise)  # Normalize, then Denoising in training
         x = x.to(self.dtype).flatten(1)
         if x.shape[1] != self.units[layer.name]:
             raise DataError(f"input layer '{layer.name}' has {self.units[layer.name]} units but its data "
@@ -518,9 +519,22 @@ class Network(torch.nn.Module):
 
         return load_network(path, device=device)
 
+    def start_training(self, datasets: Mapping[str, object]) -> None:
+        """Called as training starts (``Trainer.fit``): ZeroDiagonal diagonals zeroed; for a
+        freshly initialised network, FrequencyBias biases from ``datasets`` (by DataSet name)
+        and a warning about wide Sigmoid outputs at bias 0 (``nn.recipes.start_training``)."""
+        recipes.start_training(self, datasets)
+
+    def init_biases_from(self, datasets: Mapping[str, object]) -> list[str]:
+        """Set the biases of the Output layers with ``WeightInit.FrequencyBias`` from their
+        target datasets' column counts now (``nn.recipes.init_frequency_biases``)."""
+        return recipes.init_frequency_biases(self, datasets)
+
     @torch.no_grad()
     def apply_weight_norms(self) -> None:
-        """DSSTNE's WeightNorm: rescale each output unit's incoming weight vector to norm ≤ limit."""
+        """DSSTNE's WeightNorm: rescale each output unit's incoming weight vector to norm ≤ limit.
+        First, ZeroDiagonal matrices' diagonals back to zero (``nn.itemitem``)."""
+        itemitem.zero_diagonals(self)
         for spec in self.specs:
             limit = self.config.layer(spec.output_layer).weight_norm
             if limit > 0 and not spec.shared_from:

@@ -237,8 +237,18 @@ def alpha_dropout(x: torch.Tensor, p: float, seed: int | torch.Tensor, saturatio
     return ref.alpha_dropout_ref(x, p, _int_seed(seed), saturation, col_offset, row_stride)
 
 
-def denoise(batch: SparseBatch, p: float, seed: int | torch.Tensor) -> SparseBatch:
-    """Denoising of a sparse input batch (``reference.denoise_ref``: dropped slots keep value 0)."""
+def denoise(batch: SparseBatch, p: float, seed: int | torch.Tensor, rescale: bool = True) -> SparseBatch:
+    """Denoising of a sparse input batch (``reference.denoise_ref``: dropped slots keep value 0;
+    kept ones are divided by 1 − p unless rescale is False)."""
     if use_kernels(batch.device):
-        return _kernel("dropout").denoise(batch, p, seed)
-    return ref.denoise_ref(batch, p, _int_seed(seed))
+        return _kernel("dropout").denoise(batch, p, seed, rescale)
+    return ref.denoise_ref(batch, p, _int_seed(seed), rescale)
+
+
+def normalize_rows(batch: SparseBatch, norm: str, dtype: torch.dtype = torch.float32) -> SparseBatch:
+    """Each example's values scaled to unit "L2" or "L1" norm (``reference.normalize_rows_ref``;
+    kernel: ``ops.triton.normalize``, no host sync). Zero norms give zeros, padding stays 0.
+    dtype: the values' dtype for indicator data (else the batch's values' own)."""
+    if use_kernels(batch.device):
+        return _kernel("normalize").normalize_rows(batch, norm, dtype)
+    return ref.normalize_rows_ref(batch, norm, dtype)

@@ -154,9 +154,10 @@ def alpha_dropout_ref(x: torch.Tensor, p: float, seed: int, saturation: float, c
     return a * torch.where(keep, x, torch.full_like(x, saturation)) + b
 
 
-def denoise_ref(batch: SparseBatch, p: float, seed: int) -> SparseBatch:
+def denoise_ref(batch: SparseBatch, p: float, seed: int, rescale: bool = True) -> SparseBatch:
     """Denoising of a sparse input: each nonzero slot k is dropped when its uniform u_k < p
-    (``uniform(seed, batch.nnz)``), kept values are scaled by 1/(1-p) (DSSTNE's denoising q).
+    (``uniform(seed, batch.nnz)``), kept values are scaled by 1/(1-p) (DSSTNE's denoising q;
+    rescale=False: kept as they are — the same mask either way).
 
     Static formulation: a dropped nonzero keeps its slot with value 0, so the batch keeps its
     shape (offsets, indices) and only its float32 values change; a padded batch's padding slots
@@ -165,7 +166,35 @@ def denoise_ref(batch: SparseBatch, p: float, seed: int) -> SparseBatch:
     keep = uniform(seed, batch.nnz, batch.device) >= p
     if batch.padded:
         keep &= batch.rows() < batch.batch_size
-    values = torch.where(keep, batch.values_or_ones(torch.float32) * (1.0 / (1.0 - p)), 0.0)
+    scale = 1.0 / (1.0 - p) if rescale else 1.0
+    values = torch.where(keep, batch.values_or_ones(torch.float32) * scale, 0.0)
+    out = SparseBatch(batch.offsets, batch.indices, values, batch.n_features, batch.weights, batch.ignore_zero,
+                      batch.padded)
+    out._rows = getattr(batch, "_rows", None)
+    return out
+
+
+def normalized_dtype(batch: SparseBatch, dtype: torch.dtype = torch.float32) -> torch.dtype:
+    """The dtype of a normalised batch's values: the batch's own when floating, else ``dtype``
+    (indicator data: the network's)."""
+    return batch.values.dtype if batch.values is not None and batch.values.is_floating_point() else dtype
+
+
+def normalize_rows_ref(batch: SparseBatch, norm: str, dtype: torch.dtype = torch.float32) -> SparseBatch:
+    """Each example's values scaled to unit norm: "L2" v/√Σv² (1/√n for indicator data, values
+    None), "L1" v/Σ|v| (1/n). An example whose norm is 0 (no nonzeros, or only zero values)
+    keeps zeros, never NaN. Same offsets and indices; values in ``normalized_dtype(batch, dtype)``; a padded
+    batch stays padded, its padding slots 0. Per-example sums in example order over the real
+    nonzeros (``unpadded``: a host sync when padded). Not differentiable (input data)."""
+    dtype = normalized_dtype(batch, dtype)
+    real = batch.unpadded()
+    v = real.values_or_ones(dtype)
+    terms = v * v if norm == "L2" else v.abs()
+    sums = torch.segment_reduce(terms, "sum", lengths=real.lengths, unsafe=True) if real.batch_size else terms[:0]
+    size = sums.sqrt() if norm == "L2" else sums
+    scale = torch.where(size > 0, 1.0 / torch.where(size > 0, size, 1.0), 0.0)  # (batch,): 0 for an empty example
+    values = torch.zeros(batch.nnz, dtype=dtype, device=batch.device)
+    values[:real.nnz] = v * scale[real.rows()]
     out = SparseBatch(batch.offsets, batch.indices, values, batch.n_features, batch.weights, batch.ignore_zero,
                       batch.padded)
     out._rows = getattr(batch, "_rows", None)

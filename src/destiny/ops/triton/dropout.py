@@ -181,17 +181,18 @@ def alpha_dropout(x: torch.Tensor, p: float, seed: int | torch.Tensor, saturatio
     return _Dropout.apply(x, p, seed, saturation, _shard(x, col_offset, row_stride))
 
 
-def denoise(batch: SparseBatch, p: float, seed: int | torch.Tensor) -> SparseBatch:
+def denoise(batch: SparseBatch, p: float, seed: int | torch.Tensor, rescale: bool = True) -> SparseBatch:
     """Denoising (``reference.denoise_ref``): the same batch with float32 values keep ? v / (1 - p)
-    : 0, slot k kept when its uniform u_k ≥ p; padding slots stay 0. Not differentiable (inputs
-    need no gradient). Reads nnz values, writes nnz float32."""
+    : 0 (rescale=False: keep ? v : 0, the same mask), slot k kept when its uniform u_k ≥ p;
+    padding slots stay 0. Not differentiable (inputs need no gradient). Reads nnz values,
+    writes nnz float32."""
     n = batch.nnz
     values = torch.empty(n, dtype=torch.float32, device=batch.device)
     if n:
         seed_arg, seed_ptr, from_ptr = _seed_args(seed, values)
         src = values if batch.values is None else batch.values.contiguous()
         denoise_kernel[(triton.cdiv(n, 4 * BLOCK_C),)](
-            src, values, batch.offsets[-1:], n, p, 1.0 / (1.0 - p), seed_arg, seed_ptr,
+            src, values, batch.offsets[-1:], n, p, 1.0 / (1.0 - p) if rescale else 1.0, seed_arg, seed_ptr,
             HAS_VALUES=batch.values is not None, SEED_PTR=from_ptr, BLOCK_C=BLOCK_C, num_warps=4)
     out = SparseBatch(batch.offsets, batch.indices, values, batch.n_features, batch.weights, batch.ignore_zero,
                       batch.padded)
