@@ -1,5 +1,6 @@
-"""``destiny plot HISTORY.json -o curves.png``: training and validation error per epoch, and
-any other metric the history holds, from files written by ``destiny train --history``.
+"""``destiny plot HISTORY.json -o curves.png``: training and validation error per epoch, the
+ranking metrics of validated epochs (NDCG@K, Recall@K, P@K, … in one panel, the best epoch
+marked), and any other metric the history holds, from files written by ``destiny train --history``.
 
 matplotlib is an optional dependency (``pip install destiny[plot]``), imported only here.
 """
@@ -12,7 +13,8 @@ import os
 
 # Per-epoch fields that are not curves to plot (bookkeeping) or that have their own panel.
 _NOT_METRICS = {"epoch", "training_error", "validation_error", "seconds", "examples_per_second", "extra",
-                "regularization_error", "learning_rate"}
+                "regularization_error", "learning_rate", "metrics", "best_epoch"}
+RANKING = "ranking metrics (validation)"
 
 
 def register(subparsers) -> None:
@@ -20,8 +22,10 @@ def register(subparsers) -> None:
         "plot", help="plot training curves from history files (destiny train --history)",
         description="Draw the training and validation error per epoch of one or more training histories "
                     "(JSON written by `destiny train --history` or destiny.train.history.write_history), one "
-                    "panel for the errors and one for each other metric found (such as P@10 added by a "
-                    "callback, or the learning rate when it changes). Needs matplotlib: pip install destiny[plot].")
+                    "panel for the errors, one for the ranking metrics of the validated epochs (destiny train "
+                    "--monitor/--patience; the best epoch marked), and one for each other metric found (such as "
+                    "P@10 added by a callback, or the learning rate when it changes). Needs matplotlib: "
+                    "pip install destiny[plot].")
     p.add_argument("histories", nargs="+", metavar="HISTORY.json", help="history file(s); several are overlaid")
     p.add_argument("-o", "--output", required=True, metavar="CURVES.png",
                    help="image to write (atomically); the format follows the extension (.png, .svg, .pdf)")
@@ -49,6 +53,9 @@ def curves(epochs: list[dict]) -> dict[str, list[tuple[int, float]]]:
             if key not in _NOT_METRICS:
                 add(key, epoch, value)
         for key, value in (row.get("extra") or {}).items():
+            if not key.endswith("seconds"):  # bookkeeping (validation_seconds)
+                add(key, epoch, value)
+        for key, value in (row.get("metrics") or {}).items():
             add(key, epoch, value)
         if row.get("regularization_error"):
             add("regularization error", epoch, row["regularization_error"])
@@ -57,6 +64,24 @@ def curves(epochs: list[dict]) -> dict[str, list[tuple[int, float]]]:
         for i, row in enumerate(epochs):
             add("learning rate", int(row.get("epoch", i + 1)), row.get("learning_rate"))
     return series
+
+
+def ranking_names(epochs: list[dict]) -> list[str]:
+    """The ranking metrics a history holds (``EpochResult.metrics``), in first-seen order."""
+    names: dict[str, None] = {}
+    for row in epochs:
+        for key in (row.get("metrics") or {}):
+            names.setdefault(key)
+    return list(names)
+
+
+def best_epoch(history) -> int | None:
+    """The best validated epoch of an early-stopped run: the meta's, else the last epoch's record."""
+    best = history.meta.get("best_epoch")
+    if best is None:
+        marks = [row.get("best_epoch") for row in history.epochs if row.get("best_epoch") is not None]
+        best = marks[-1] if marks else None
+    return int(best) if isinstance(best, (int, float)) and not isinstance(best, bool) else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{path}: the history has no epochs yet")
         runs.append((os.path.basename(path) if len(args.histories) > 1 else None, history, curves(history.epochs)))
     errors = ("training error", "validation error")
-    others = sorted({name for _, _, series in runs for name in series if name not in errors})
-    panels = [errors] + [(name,) for name in others]
+    ranking = tuple(dict.fromkeys(name for _, history, _ in runs for name in ranking_names(history.epochs)))
+    others = sorted({name for _, _, series in runs for name in series if name not in errors + ranking})
+    panels = [errors] + ([ranking] if ranking else []) + [(name,) for name in others]
     fig = Figure(figsize=(7, 3.2 * len(panels)), layout="constrained")
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     for ax, names in zip(axes, panels):
@@ -92,8 +118,19 @@ def run(args: argparse.Namespace) -> int:
                     style = "--" if name == "validation error" else "-"
                     ax.plot(xs, ys, style, marker="o" if len(xs) <= 30 else None, markersize=3,
                             label=f"{label}: {name}" if label else name)
+        if names == ranking:
+            for n, (label, history, _) in enumerate(runs):
+                best = best_epoch(history)
+                if best is not None:
+                    ax.axvline(best, color=f"C{n}", linestyle=":", linewidth=1,
+                               label=f"{label}: best epoch {best}" if label else f"best epoch {best}")
+                    at = [row for row in history.epochs if row.get("epoch") == best]
+                    value = (at[0].get("metrics") or {}).get(history.meta.get("monitor")) if at else None
+                    if isinstance(value, (int, float)):  # the monitored metric's best value: a star
+                        ax.plot([best], [value], marker="*", markersize=12, color="black", linestyle="none")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("error (average loss per example)" if names == errors else names[0])
+        ax.set_ylabel("error (average loss per example)" if names == errors
+                      else RANKING if names == ranking else names[0])
         if names == errors and args.log:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
@@ -103,6 +140,9 @@ def run(args: argparse.Namespace) -> int:
     fig.suptitle(args.title or first.meta.get("network") or "Training history")
     with atomic_path(args.output, f".{ext}") as tmp:
         fig.savefig(tmp, format=ext, dpi=120)
+    bests = [b for b in (best_epoch(h) for _, h, _ in runs) if b is not None]
     print(f"Wrote {args.output}: {len(panels)} panel(s), {sum(len(h.epochs) for _, h, _ in runs)} epochs "
-          f"from {len(runs)} history file(s)")
+          f"from {len(runs)} history file(s)"
+          + (f"; ranking metrics {', '.join(ranking)}" if ranking else "")
+          + (f"; best epoch {', '.join(map(str, bests))}" if bests else ""))
     return 0

@@ -11,6 +11,13 @@ When the launcher's variables say there are several processes (``destiny.paralle
 init_from_environment``), every process reads the same files, holds its shards of every layer
 on its GPU (cuda:LOCAL_RANK; gloo on CPU) and trains them; only rank 0 prints and writes the
 network (the ordinary whole file, loadable on any number of processes).
+
+Validation-driven training: ``--validation held.nc`` gives the held-out items of the training
+users as the output layer's dataset (a validation input dataset, when given, replaces the
+users' training rows as the network's input); ``--monitor ndcg@100``, ``--patience N`` or
+``--validate-every N`` then rank the output's items for those users (their input items
+removed) every N epochs, print the ranking metrics, stop after N validations without
+improvement, and write the best epoch's weights (``destiny.train.validation``).
 """
 
 from __future__ import annotations
@@ -47,7 +54,20 @@ def register(subparsers) -> None:
                    help="matrix arithmetic: fp32 (default, DSSTNE's), tf32, or bf16 with fp32 master weights")
     p.add_argument("--validation", action="append", default=[], metavar="FILE.nc",
                    help="NetCDF file(s) with validation datasets of the same names; the validation error is "
-                        "printed every epoch (repeat for separate input and output files)")
+                        "printed every epoch (repeat for separate input and output files). The output "
+                        "dataset holds the held-out items; an input dataset missing from them is the training "
+                        "one (the same users, one row each in the same order)")
+    p.add_argument("--monitor", "--metric", dest="monitor", metavar="METRIC",
+                   help="with --validation: score ranking metrics of the output's top items for the validation "
+                        "users (their input items removed) against the held-out items, and follow METRIC for "
+                        "early stopping: ndcg@K, recall@K, recall_min@K, precision@K (p@K), map@K, hit_rate@K, "
+                        "or validation_error (the loss); default ndcg@100 when --patience or --validate-every "
+                        "is given. The network written holds the best validated epoch's weights")
+    p.add_argument("--patience", type=int, metavar="N",
+                   help="with --validation: stop after N validations in a row without improvement of --monitor "
+                        "(default: train every epoch, still keeping the best)")
+    p.add_argument("--validate-every", type=int, metavar="N",
+                   help="with --validation: score the ranking metrics every N epochs and after the last (default 1)")
     p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
                    help="shuffle the examples every epoch (default: the config's ShuffleIndices)")
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
@@ -93,6 +113,98 @@ def read_datasets(paths: list[str]) -> dict:
     return found
 
 
+def first_monitored(metrics: dict, trainer) -> list[str]:
+    """The metric names of an epoch, the monitored one first."""
+    monitor = trainer.stopping.monitor if trainer.stopping is not None else None
+    return sorted(metrics, key=lambda name: name != monitor)
+
+
+def validating(args: argparse.Namespace) -> bool:
+    """Whether the command line asks for ranking validation and early stopping."""
+    return any(getattr(args, name, None) is not None for name in ("monitor", "patience", "validate_every"))
+
+
+def _monitor(args: argparse.Namespace) -> str:
+    from destiny.train.validation import metric_name
+
+    return metric_name(args.monitor or "ndcg@100")
+
+
+def check_validation_options(args: argparse.Namespace) -> None:
+    """UsageError for --monitor/--patience/--validate-every values that cannot work."""
+    from destiny.errors import UsageError
+
+    if not validating(args):
+        return
+    if not args.validation:
+        raise UsageError("--monitor, --patience and --validate-every score held-out items: give them with "
+                         "--validation FILE.nc (the output dataset's held-out items of the training users)")
+    _monitor(args)  # an unknown metric or a bad K is a UsageError
+    if args.patience is not None and args.patience < 0:
+        raise UsageError(f"--patience {args.patience}: give a number of validations ≥ 0")
+    if args.validate_every is not None and args.validate_every < 1:
+        raise UsageError(f"--validate-every {args.validate_every}: give a positive number of epochs")
+
+
+def complete_validation(config, datasets: dict, validation: dict | None, paths: list[str]) -> dict | None:
+    """The validation datasets with every Input layer's dataset they lack taken from the
+    training datasets (the users' training rows); DataError when a dataset's width differs
+    from the training one of the same name, or the example counts differ."""
+    from destiny.errors import DataError
+
+    if not validation:
+        return validation
+    where = " and ".join(paths)
+    for name, data in validation.items():
+        if name in datasets and tuple(data.dims) != tuple(datasets[name].dims):
+            raise DataError(f"validation dataset '{name}' ({where}) is {_dims(data)} wide but the training dataset "
+                            f"'{name}' is {_dims(datasets[name])}; write both with the same feature index "
+                            "(generate --features)")
+    out = dict(validation)
+    borrowed = []
+    for layer in config.input_layers:
+        if layer.dataset not in out and layer.dataset in datasets:
+            out[layer.dataset] = datasets[layer.dataset]
+            borrowed.append(layer.dataset)
+    counts = {name: int(_examples(data)) for name, data in out.items()}
+    if len(set(counts.values())) > 1:
+        sizes = ", ".join(f"'{k}' {v:,}" + (" (training)" if k in borrowed else "") for k, v in counts.items())
+        fix = ("the held-out items must be those of the training users: one row per training example, in the same "
+               "order (empty rows for users without held-out items), or give the validation users' input rows too"
+               if borrowed else "give every validation dataset one row per validation user, in the same order")
+        raise DataError(f"validation ({where}): the datasets have different numbers of examples ({sizes}); {fix}")
+    return out
+
+
+def _dims(data) -> str:
+    return " × ".join(f"{d:,}" for d in data.dims)
+
+
+def _examples(data) -> int:
+    return data.n_examples if hasattr(data, "n_examples") else len(data.offsets) - 1
+
+
+def ranking_validator(args: argparse.Namespace, network, validation: dict | None):
+    """The RankingValidator of the command line (None without ranking validation): the
+    validation inputs ranked, the first Output layer's validation dataset as held-out items."""
+    from destiny.errors import DataError
+    from destiny.train.validation import DEFAULT_METRICS, LOSS_MONITOR, RankingValidator
+
+    if not validating(args) or not validation:
+        return None
+    output = network.output_layers()[0]
+    held = validation.get(output.dataset)
+    if held is None or not hasattr(held, "indices") and not hasattr(held, "read_rows"):
+        raise DataError(f"ranking validation needs the held-out items as the sparse dataset '{output.dataset}' of "
+                        f"output layer '{output.name}' in {' or '.join(args.validation)}")
+    monitor = _monitor(args)
+    metrics = list(DEFAULT_METRICS) + ([monitor] if monitor not in DEFAULT_METRICS + (LOSS_MONITOR,) else [])
+    inputs = {layer.dataset: validation[layer.dataset] for layer in network.input_layers()}
+    (first, *others) = network.input_layers()
+    seen = not others and first.sparse and network.units[first.name] == network.units[output.name]
+    return RankingValidator(inputs, held, metrics=metrics, every=args.validate_every or 1, seen=seen)
+
+
 def dataset_dims(datasets: dict) -> dict:
     return {name: tuple(d.dims) for name, d in datasets.items()}
 
@@ -122,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.epochs < 1 or args.batch_size < 1:
         raise UsageError("--epochs and --batch-size must be positive integers")
+    check_validation_options(args)
     check_fault_options(args)
     if os.path.exists(args.network) and not args.force:
         raise UsageError(f"{args.network} exists; DSSTNE's train refuses to overwrite a network, and so does "
@@ -149,6 +262,7 @@ def _train(args: argparse.Namespace, world) -> int:
     config = load_config(args.config)
     device = world.device
     datasets, validation = load_datasets([[args.input, args.output], args.validation], args, device, out.print)
+    validation = complete_validation(config, datasets, validation, args.validation)
     stem = stem_of(args.network)
     resumed = newest_checkpoint(stem) if args.resume else None
     if resumed is not None:
@@ -159,11 +273,17 @@ def _train(args: argparse.Namespace, world) -> int:
     optimizer = Optimizer.parse(args.optimizer)
     hyper = Hyperparameters(alpha=args.alpha, lam=args.lam, lam1=args.lam1, mu=args.mu, mu1=args.mu1)
     brake = DivergenceBrake(factor=args.divergence_brake) if args.divergence_brake is not None else None
+    validator = ranking_validator(args, network, validation)
     trainer = Trainer(network, optimizer, hyper, batch_size=args.batch_size, seed=args.seed, device=device,
                       shuffle=args.shuffle, progress=not args.quiet, precision=args.precision, world=world,
-                      nan_check=args.nan_check, brake=brake)
+                      nan_check=args.nan_check, brake=brake, validator=validator,
+                      monitor=_monitor(args) if validating(args) else None, patience=args.patience,
+                      console=lambda: console(stderr=True))
     if resumed is not None:
         resume_trainer(trainer, config, args, *resumed, out.print)
+        if trainer.stopping is not None:
+            out.print(f"Early stopping starts afresh at epoch {trainer.epoch + 1}: the checkpoint does not hold the "
+                      "best weights of the epochs before it")
     elif args.resume:
         out.print(f"No checkpoint of {args.network} to resume from: starting at epoch 1")
     where = device_name(device) + (f" × {world.size} processes (model parallel)" if world.parallel else "")
@@ -178,8 +298,10 @@ def _train(args: argparse.Namespace, world) -> int:
         line = (f"Epoch {result.epoch}: training error {result.training_error:.6g}"
                 + (f" (regularization {result.regularization_error:.4g})" if result.regularization_error else "")
                 + (f", validation error {result.validation_error:.6g}" if result.validation_error is not None else "")
+                + "".join(f", {name} {result.metrics[name]:.4f}" for name in first_monitored(result.metrics, tr))
+                + (" (best)" if result.best_epoch == result.epoch and tr.stopping is not None else "")
                 + f", {result.examples_per_second:,.0f} examples/s, {result.seconds:.1f} s")
-        out.print(line)
+        out.print(line, soft_wrap=True)  # one line an epoch, however long (logs are parsed)
         if args.checkpoint_every and result.epoch % args.checkpoint_every == 0:
             writer.write(tr, checkpoint_path(stem, result.epoch))
 
@@ -193,6 +315,12 @@ def _train(args: argparse.Namespace, world) -> int:
     with writer.on_divergence(args.network, resumed[0] if resumed is not None else None):
         trainer.fit(datasets, args.epochs - trainer.epoch, validation)
     info, _ = trainer_state(trainer, optimizer_state=False)
+    if trainer.stopping is not None and trainer.best_epoch is not None:
+        s = trainer.stopping
+        how = f"stopped early after epoch {trainer.epoch}" if s.should_stop else f"trained {trainer.epoch} epochs"
+        out.print(f"Best {s.monitor} {s.best:.6g} at epoch {s.best_epoch} ({how}); {args.network} holds epoch "
+                  f"{s.best_epoch}'s weights")
+        info["best_epoch"] = s.best_epoch
     fingerprint = save_network(network, args.network, info)
     out.print(f"Saved {args.network} (fingerprint {fingerprint})")
     return 0
