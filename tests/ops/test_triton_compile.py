@@ -65,7 +65,7 @@ SCRIPT = textwrap.dedent('''
                   "idx_ptr": "*i64", "N": "i32", "z_stride": "i32", "d_stride": "i32",
                   **f32(["one_target", "zero_target", "one_scale", "zero_scale", "boost_one", "boost_zero"], "fp32")}
     combos = [(ol.SIGMOID.value, e) for e in range(5)]
-    combos += [(ol.LINEAR.value, 0), (ol.LINEAR.value, 1), (ol.SOFTMAX.value, 2)]
+    combos += [(ol.LINEAR.value, 0), (ol.LINEAR.value, 1), (ol.SOFTMAX.value, 2), (ol.SOFTMAX.value, ol.MULT.value)]
     for (act, err), flags in itertools.product(combos, [(False, False, False, True), (True, True, True, True),
                                                         (True, False, True, False)]):
         build(ol.output_loss_kernel, loss_types,
@@ -85,19 +85,21 @@ SCRIPT = textwrap.dedent('''
         build(dr.denoise_kernel, {"val_ptr": "*fp32", "out_ptr": "*fp32", "end_ptr": "*i64", "n": "i32", "p": "fp32",
                                   "scale": "fp32", "seed": "i64", "seed_ptr": "*i64"},
               dict(HAS_VALUES=values, SEED_PTR=from_ptr, BLOCK_C=256))
-    for adam, override in [(True, False), (False, False), (False, True)]:
+    for adam, override, schedule, warmup in [(True, False, 0, False), (False, False, 0, True), (False, True, 2, True),
+                                             (True, False, 1, False), (True, False, 2, True), (False, False, 3, True)]:
         build(op.scalars_kernel, {"scal_ptr": "*fp32", "step_ptr": "*i64", "const_ptr": "*fp64"},
-              dict(ADAM=adam, OVERRIDE=override), num_warps=1)
-    scalars = f32(["lam", "lam1", "mu", "mu1", "one_minus_mu", "one_minus_mu1"], "fp32")
+              dict(ADAM=adam, OVERRIDE=override, SCHEDULE=schedule, WARMUP=warmup), num_warps=1)
+    scalars = f32(["lam", "lam1", "wd", "mu", "mu1", "one_minus_mu", "one_minus_mu1"], "fp32")
     for kind, name in enumerate(op.KINDS):
         build(op.dense_kernel, {**f32(["w_ptr", "g_ptr", "s1_ptr", "s2_ptr", "scal_ptr"], "*fp32"), "n": "i64",
                                 **scalars},
-              dict(KIND=kind, N_STATE=op.STATES[name], HAS_GRAD=kind % 2 == 0, L2=True, L1=kind > 3, BLOCK=1024))
+              dict(KIND=kind, N_STATE=op.STATES[name], HAS_GRAD=kind % 2 == 0, L2=True, L1=kind > 3, WD=kind % 3 == 0,
+                   BLOCK=1024))
         build(op.rows_kernel, {**f32(["w_ptr", "val_ptr", "s1_ptr", "s2_ptr", "scal_ptr"], "*fp32"),
                                "rows_ptr": "*i64", "count_ptr": "*i64", "slot_ptr": "*i32", "n_rows": "i32",
                                "H": "i32", **scalars},
               dict(KIND=kind, N_STATE=op.STATES[name], ALL_ROWS=kind % 2 == 1, L2=kind < 3, L1=False,
-                   BLOCK_R=4, BLOCK_H=256))
+                   WD=kind % 2 == 1, BLOCK_R=4, BLOCK_H=256))
     build(rk.rescore_kernel, {"out_ptr": "*fp64", **f32(["h_ptr", "w_ptr", "b_ptr"], "*fp32"),
                               **f32(["items_ptr", "count_ptr"], "*i64"),
                               **f32(["n", "lo", "out_stride", "h_stride", "items_stride", "w_stride_i"], "i32"),

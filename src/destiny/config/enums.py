@@ -94,6 +94,22 @@ class PoolingFunction(_DsstneEnum):
     COSINE = 6
 
 
+class ScheduleKind(_DsstneEnum):
+    """The learning-rate schedule's shape (a Destiny extension: the integers are Destiny's)."""
+
+    CONSTANT = 0
+    LINEAR = 1
+    COSINE = 2
+    STEP = 3
+
+
+class ScheduleUnit(_DsstneEnum):
+    """What a Step schedule's ``Every`` counts (a Destiny extension)."""
+
+    UPDATES = 0
+    EPOCHS = 1
+
+
 # Canonical spelling first, then the other spellings DSSTNE's parser accepts.
 _NAMES: dict[type, dict[_DsstneEnum, tuple[str, ...]]] = {
     NetworkKind: {
@@ -152,6 +168,16 @@ _NAMES: dict[type, dict[_DsstneEnum, tuple[str, ...]]] = {
         PoolingFunction.MAXOUT: ("Maxout",),
         PoolingFunction.DOT_PRODUCT: ("DotProduct",),
         PoolingFunction.COSINE: ("Cosine",),
+    },
+    ScheduleKind: {
+        ScheduleKind.CONSTANT: ("Constant",),
+        ScheduleKind.LINEAR: ("Linear",),
+        ScheduleKind.COSINE: ("Cosine",),
+        ScheduleKind.STEP: ("Step",),
+    },
+    ScheduleUnit: {
+        ScheduleUnit.UPDATES: ("Updates", "Steps", "Minibatches"),
+        ScheduleUnit.EPOCHS: ("Epochs",),
     },
 }
 

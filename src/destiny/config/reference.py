@@ -23,6 +23,8 @@ NESTED = [schema.WeightInit, schema.SharedWeights, schema.SparsenessPenalty, sch
           schema.MarginalCrossEntropy, schema.LocalResponseNormalization, schema.Maxout]
 ENUMS = [enums.Activation, enums.ErrorFunction, enums.WeightInitScheme, enums.LayerKind, enums.LayerType,
          enums.PoolingFunction, enums.NetworkKind]
+NESTED += [schema.LearningRateSchedule]  # the training keys' objects and enumerations (Destiny extensions)
+ENUMS += [enums.ScheduleKind, enums.ScheduleUnit]
 
 INTRO = """\
 # JSON network reference

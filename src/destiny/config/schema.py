@@ -21,6 +21,8 @@ from destiny.config.enums import (
     LayerType,
     NetworkKind,
     PoolingFunction,
+    ScheduleKind,
+    ScheduleUnit,
     WeightInitScheme,
 )
 
@@ -102,6 +104,35 @@ class SparsenessPenalty:
                      parse=f.number(0.0, 1.0), default=0.0)
     beta: float = f.key("beta", "Weight of the penalty; 0 turns it off.",
                         parse=f.number(0.0), default=0.0)
+@dataclass
+class LearningRateSchedule:
+    """How the learning rate α changes over a run (a Destiny extension; the run's number of
+    updates U is epochs × minibatches an epoch, known when training starts). With s the updates
+    done so far and W = WarmupSteps: α_s = α·w(s)·f(s) / (1 + Decay·s), where the warmup w(s) =
+    (s+1)/W for s < W (else 1) and, with p = min(1, max(0, s − W) / max(1, U − W)), f is 1
+    (Constant: DSSTNE's own schedule), 1 − (1 − r)·p (Linear), r + (1 − r)·½(1 + cos πp)
+    (Cosine), r = FinalRatio, or Gamma^⌊max(0, s − W) / Every⌋ (Step). AdaDelta has no
+    learning rate: only its WeightDecay follows the schedule."""
+
+    kind: ScheduleKind = f.key(
+        "Kind", "Constant, Linear, Cosine or Step.", parse=f.enum_of(ScheduleKind),
+        default=ScheduleKind.CONSTANT)
+    warmup_steps: float = f.key(
+        "WarmupSteps", "Updates over which α rises linearly to its full value (α·(s+1)/W); 0: none.",
+        parse=f.number(0.0), default=0.0)
+    final_ratio: float = f.key(
+        "FinalRatio", "Linear and Cosine: the fraction of α the schedule ends at.",
+        parse=f.number(0.0), default=0.0)
+    every: float = f.key(
+        "Every", "Step: α is multiplied by Gamma after every this many Units (after the warmup).",
+        parse=f.number(0.0, lo_open=True), default=1.0)
+    unit: ScheduleUnit = f.key(
+        "Unit", "What Every counts: Epochs or Updates (minibatches).", parse=f.enum_of(ScheduleUnit),
+        default=ScheduleUnit.EPOCHS)
+    gamma: float = f.key("Gamma", "Step: the factor applied every Every Units.",
+                         parse=f.number(0.0, lo_open=True), default=0.1)
+
+
 
 
 @dataclass
@@ -331,6 +362,16 @@ class NetworkConfig:
     def input_layers(self) -> list[LayerConfig]:
         return [layer for layer in self.layers if layer.kind == LayerKind.INPUT]
 
+    learning_rate_schedule: LearningRateSchedule = f.key(
+        "LearningRateSchedule", "Warmup and the shape of the learning rate over the run: Constant "
+        "(default), Linear, Cosine or Step (a Destiny extension; Decay still applies).",
+        parse=f.nested(LearningRateSchedule), default_factory=LearningRateSchedule)
+    weight_decay: float = f.key(
+        "WeightDecay", "Decoupled weight decay (AdamW's, Loshchilov & Hutter): every update also "
+        "does w ← w − α_s·WeightDecay·w on the weight matrices (not the biases), α_s the step's "
+        "scheduled rate, whatever the optimizer; rows of the sparse input layer that are not in "
+        "the minibatch decay too. Unlike the L2 lambda it does not pass through Adam's moments "
+        "(a Destiny extension; 0: off).", parse=f.number(0.0), default=0.0)
     @property
     def output_layers(self) -> list[LayerConfig]:
         return [layer for layer in self.layers if layer.kind == LayerKind.OUTPUT]

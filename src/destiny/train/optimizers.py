@@ -12,23 +12,30 @@ In DSSTNE's terms, with g the negative mean gradient of the loss and g' = g − 
     Adam      m = μm + (1−μ)g'; s = μ₁s + (1−μ₁)g'²; t = step + 1;
               w += α·(m / (1−μᵗ)) / (√(s / (1−μ₁ᵗ)) + 1e-8)
 
-α decays as α / (1 + Decay·steps). A row-sparse gradient (the sparse input layer's,
+Decoupled weight decay (AdamW's, ``WeightDecay``): on the weights, w ← (1 − α·wd)·w before the
+update adds to w (g' above reads the w before the decay), whatever the optimizer.
+
+α follows the schedule (``destiny.train.schedule``: warmup, then Constant, Linear, Cosine or
+Step) and decays as α / (1 + Decay·steps). A row-sparse gradient (the sparse input layer's,
 ``param.row_grad``, a ``destiny.ops.sparse.RowSparseGrad``; a sparse COO ``.grad`` is accepted
 too) is applied exactly as the dense formula with g = 0 on the other rows: those rows get only
-the regularisation and state decay, computed without materialising a dense gradient, and
-skipped entirely where that is the identity (SGD and AdaGrad without λ, λ₁). A parameter with
-both a dense ``.grad`` and a ``row_grad`` (a weight shared, transposed, with the sparse input
-layer) is updated from their sum (the rows added to a copy of the dense gradient).
+the regularisation, weight decay and state decay, computed without materialising a dense
+gradient, and skipped entirely where that is the identity (SGD and AdaGrad without λ, λ₁,
+wd). A parameter with both a dense ``.grad`` and a ``row_grad`` (a weight shared, transposed,
+with the sparse input layer) is updated from their sum (the rows added to a copy of the dense
+gradient).
 
 On CUDA (or under ``destiny.ops.functional.kernels(True)``) the update of an fp32/bf16/fp16
 parameter runs as one fused Triton kernel (``destiny.ops.triton.optimizer``) with the same
 formula; the torch code below is its spec. That path reads the learning rate and Adam's step
-from device memory (a device step counter advanced by the step itself) and never waits for
-the host, so ``step`` can be captured in a CUDA graph (``capturable``).
+from device memory (a device step counter advanced by the step itself; the schedule is
+computed from it there) and never waits for the host, so ``step`` can be captured in a CUDA
+graph (``capturable``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, fields
 
@@ -37,6 +44,7 @@ import torch
 from destiny.errors import UsageError
 from destiny.ops.functional import use_kernels
 from destiny.ops.sparse import RowSparseGrad
+from destiny.train.schedule import Schedule
 
 
 class Optimizer(enum.Enum):
@@ -83,7 +91,8 @@ _DEFAULTS = {
 class Hyperparameters:
     """alpha: learning rate. lam: L2 (DSSTNE's lambda). lam1: L1. mu, mu1: the optimizer's
     decay rates (momentum; RMSProp/AdaDelta averaging; Adam's β₁, β₂). decay: the network's
-    Decay. None takes the optimizer's default."""
+    Decay. weight_decay: decoupled weight decay (the network's WeightDecay). None takes the
+    optimizer's default."""
 
     alpha: float | None = None
     lam: float = 0.0001
@@ -91,6 +100,13 @@ class Hyperparameters:
     mu: float | None = None
     mu1: float | None = None
     decay: float = 0.0
+    weight_decay: float = 0.0
+
+    def with_network(self, config) -> "Hyperparameters":
+        """These, with the network's Decay and WeightDecay (``NetworkConfig``) where they are 0."""
+        decay = self.decay or config.decay
+        weight_decay = self.weight_decay or getattr(config, "weight_decay", 0.0)
+        return dataclasses.replace(self, decay=decay, weight_decay=weight_decay)
 
     def resolved(self, kind: Optimizer) -> "Hyperparameters":
         defaults = {"alpha": 0.025, "mu": 0.5, "mu1": 0.0, **_DEFAULTS[kind]}
@@ -105,14 +121,19 @@ class DsstneOptimizer:
     """Updates named parameters in place from their .grad (dense or sparse COO) and their
     .row_grad (row-sparse, ``RowSparseGrad``).
 
-    regularized: names of the parameters that get λ and λ₁ (the weight matrices). ``steps``:
-    the updates done so far (host counter; the fused kernels keep a device copy).
+    regularized: names of the parameters that get λ, λ₁ and the weight decay (the weight
+    matrices). schedule: the learning-rate schedule (a ``train.schedule.Schedule`` or the
+    config's ``LearningRateSchedule``; None: Constant); one that needs the run's length is
+    given it by ``plan``. ``steps``: the updates done so far (host counter; the fused kernels
+    keep a device copy).
     """
 
     def __init__(self, params: dict[str, torch.nn.Parameter], kind: Optimizer | str,
-                 hyper: Hyperparameters | None = None, regularized: set[str] | None = None):
+                 hyper: Hyperparameters | None = None, regularized: set[str] | None = None,
+                 schedule=None):
         self.kind = Optimizer.parse(kind) if isinstance(kind, str) else kind
         self.hyper = (hyper or Hyperparameters()).resolved(self.kind)
+        self.schedule = Schedule.of(schedule)
         self.params = dict(params)
         self.regularized = set(regularized if regularized is not None else self.params)
         self.state: dict[str, dict[str, torch.Tensor]] = {
@@ -144,9 +165,20 @@ class DsstneOptimizer:
 
     # -- the step -----------------------------------------------------------------------------
 
+    def plan(self, total_steps: int, steps_per_epoch: int | None = None) -> None:
+        """Tell the schedule the run's length: ``total_steps`` updates in all (those done
+        included), ``steps_per_epoch`` an epoch. The device's copy of the schedule's constants
+        is updated in place (a captured step reads the new values)."""
+        self.schedule = self.schedule.planned(total_steps, steps_per_epoch)
+        dev = self._device
+        if dev is not None:
+            dev["consts"].copy_(torch.tensor(self._device_constants(), dtype=torch.float64))
+
     def learning_rate(self) -> float:
+        """The rate of the next update: α·(warmup, schedule) / (1 + Decay·steps) (host, float64)."""
         h = self.hyper
-        return h.alpha / (1.0 + h.decay * self.steps) if h.decay > 0 else h.alpha
+        lr = h.alpha / (1.0 + h.decay * self.steps) if h.decay > 0 else h.alpha
+        return lr if self.schedule.constant else lr * self.schedule.factor(self.steps)
 
     def capturable(self) -> bool:
         """Whether ``step`` runs entirely on the fused kernels (no host values that change
@@ -168,7 +200,8 @@ class DsstneOptimizer:
             grad, row_grad = self._gradients(p)
             if grad is None and row_grad is None:
                 continue
-            reg = name in self.regularized and (self.hyper.lam != 0 or self.hyper.lam1 != 0)
+            h = self.hyper
+            reg = name in self.regularized and (h.lam != 0 or h.lam1 != 0 or h.weight_decay != 0)
             state = self.state[name]
             kernel_scalars = scalars if fused[name] else None
             if row_grad is not None and grad is not None:  # both: their sum, densely
@@ -205,19 +238,25 @@ class DsstneOptimizer:
 
         dev = self._device
         if dev is None or dev["steps"].device != device:
-            h = self.hyper
             dev = self._device = {
                 "steps": torch.tensor(self.steps, dtype=torch.int64, device=device),
-                "consts": torch.tensor([h.alpha, h.decay, h.mu, h.mu1, 0.0], dtype=torch.float64, device=device),
+                "consts": torch.tensor(self._device_constants(), dtype=torch.float64, device=device),
                 "scalars": torch.empty(3, dtype=torch.float32, device=device)}
         if alpha is not None:
             dev["consts"][4].fill_(float(alpha))
+        sched = self.schedule
         step_scalars(dev["scalars"], dev["steps"], dev["consts"], adam=self.kind == Optimizer.ADAM,
-                     override=alpha is not None)
+                     override=alpha is not None, schedule=0 if sched.constant else int(sched.kind),
+                     warmup=sched.warmup > 0)
         return dev["scalars"]
 
+    def _device_constants(self) -> list[float]:
+        """(α, Decay, μ, μ₁, α override, W, U, r, E, γ): what ``step_scalars`` reads."""
+        h = self.hyper
+        return [h.alpha, h.decay, h.mu, h.mu1, 0.0, *self.schedule.constants()]
+
     def _sparse_step(self, w, state, grad: RowSparseGrad, lr, t, reg, scalars) -> None:
-        every_row = reg or self.kind not in (Optimizer.SGD, Optimizer.ADAGRAD)
+        every_row = reg or self.kind not in (Optimizer.SGD, Optimizer.ADAGRAD)  # reg: λ, λ₁ or wd ≠ 0
         if scalars is not None:
             from destiny.ops.triton.optimizer import fused_sparse_update
 
@@ -245,7 +284,8 @@ class DsstneOptimizer:
 
     def _constants(self, reg) -> dict:
         h = self.hyper
-        return dict(lam=h.lam if reg else 0.0, lam1=h.lam1 if reg else 0.0, mu=h.mu, mu1=h.mu1)
+        return dict(lam=h.lam if reg else 0.0, lam1=h.lam1 if reg else 0.0, wd=h.weight_decay if reg else 0.0,
+                    mu=h.mu, mu1=h.mu1)
 
     def _update(self, w, state, grad, lr, t, reg, scalars) -> None:
         """One update in place; grad None means a zero gradient. scalars: the fused kernel's
@@ -262,6 +302,8 @@ class DsstneOptimizer:
                 g = g - h.lam * w
             if h.lam1:
                 g = g - h.lam1 * torch.sign(w)
+            if h.weight_decay:  # decoupled: w shrinks before the update adds to it; g' read the old w
+                w.mul_(1.0 - lr * h.weight_decay)
         kind = self.kind
         if kind == Optimizer.SGD:
             w.add_(g, alpha=lr)
