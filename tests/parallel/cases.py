@@ -154,6 +154,27 @@ def inputs_of(sets: dict) -> dict:
     return {name: sets[name] for name in ("in", "side", "tags")}
 
 
+def validation(world: World, net, sets: dict, out: dict) -> None:
+    """Ranking metrics of the trained float64 network (its output's items split over the ranks:
+    the per-rank top-K lists merged), and a run with early stopping on them."""
+    from destiny.train.validation import RankingValidator
+
+    rng = np.random.default_rng(11)
+    held = sparse_dataset([np.sort(rng.choice(ITEMS, size=rng.integers(0, 5), replace=False))
+                           for _ in range(EXAMPLES)], ITEMS)
+    names = ["ndcg@10", "recall@10", "recall_min@5", "p@5", "map@10", "ndcg@47"]
+    metrics = RankingValidator(inputs_of(sets), held, metrics=names, seen=sets["in"], batch_size=23).validate(net)
+    out["mixed64.validation"] = np.asarray(list(metrics.values()))
+    validator = RankingValidator(inputs_of(sets), held, metrics=["ndcg@10"], seen=sets["in"])
+    stopped = mixed(world, seed=6)
+    trainer = Trainer(stopped, "adam", Hyperparameters(alpha=0.02), batch_size=BATCH, progress=False, seed=21,
+                      validator=validator, patience=1)
+    results = trainer.fit(sets, 8)
+    out["stopped.metrics"] = np.asarray([r.metrics["ndcg@10"] for r in results])
+    out["stopped.best_epoch"] = np.asarray(trainer.best_epoch)
+    arrays_of(stopped, "stopped", out)
+
+
 def run_all(world: World, tmp: str, reference_file: str | None = None) -> dict:
     """Every case; the arrays (rank 0's) by name."""
     out: dict = {}
@@ -198,6 +219,8 @@ def run_all(world: World, tmp: str, reference_file: str | None = None) -> dict:
     binding = Binding(net, sets, device=world.device, with_targets=False)
     inputs, _ = binding.batch(torch.arange(EXAMPLES))
     out["mixed64.predict"] = net.predict(inputs)["Output"].numpy()
+
+    validation(world, net, sets, out)
 
     # save on N (rank 0 writes the whole file)
     save_network(net, f"{tmp}/mixed64_{world.size}.nc")

@@ -133,3 +133,16 @@ def test_a_file_saved_on_one_loads_on_n(one, many):
         if not key.endswith(("top_scores", "top_items")):
             assert np.array_equal(one[key], got[key]), key
     assert str(got["loaded.fingerprint"]) == str(one["loaded.fingerprint"]) == str(one["mixed64.fingerprint"])
+
+
+def test_ranking_validation_and_early_stopping_match_one_process(one, many):
+    """The validator ranks each rank's items and merges the lists: the same metrics as one
+    process; early stopping then takes the same decisions and restores the same epoch."""
+    n, got = many
+    np.testing.assert_allclose(got["mixed64.validation"], one["mixed64.validation"], rtol=1e-12, atol=1e-15)
+    assert 0 < one["mixed64.validation"][0] < 1
+    np.testing.assert_allclose(got["stopped.metrics"], one["stopped.metrics"], rtol=1e-9)
+    assert int(got["stopped.best_epoch"]) == int(one["stopped.best_epoch"])
+    for key in keys(one, "stopped"):
+        if key not in ("stopped.metrics", "stopped.best_epoch"):
+            np.testing.assert_allclose(got[key], one[key], rtol=1e-9, atol=1e-12, err_msg=f"{key} on {n}")
