@@ -220,3 +220,13 @@ def test_best_weights_are_on_the_host_when_the_device_lacks_room(monkeypatch):
             p.add_(1.0)
     weights.restore(net)
     assert state_hash(net) == before
+
+
+def test_static_shapes_give_the_same_numbers():
+    """Padded input batches of one capacity (the GPU's sync-free path), here on the references."""
+    train, held = split(seed=6)
+    net = network()
+    exact = RankingValidator({"in": train}, held, metrics=METRICS, batch_size=9, static_shapes=False)
+    padded = RankingValidator({"in": train}, held, metrics=METRICS, batch_size=9, static_shapes=True)
+    assert padded.validate(net) == exact.validate(net)
+    assert padded._bound.capacity and exact._bound.capacity is None

@@ -26,7 +26,11 @@ and (K+1)-th best values tie inside a chunk (so ``topk``'s pick among equal valu
 arbitrary), one more read and an exact redo of those rows with ``destiny.predict.topk.top_k``.
 A validation costs about a third of an epoch of training on the same users (a forward pass
 instead of forward, backward and update) plus the top-K passes; users without held-out items
-are not scored at all.
+are not scored at all. Every op has a deterministic kernel under the Trainer's
+``torch.use_deterministic_algorithms`` (hits are an integer scan: CUDA has no deterministic
+floating-point cumsum), so the same network gives the same numbers to the bit. Memory: the
+inputs' rows on the device (a second copy beside the training binding's), the held-out
+(user, item) keys (8 bytes each), one B × chunk float32 buffer and (B, 2K) int64 keys.
 
 Model parallel (N processes, the output's items split): each batch is ranked by ``top_k``,
 whose per-process top-K lists are all-gathered and merged on the same keys, so every process
@@ -116,11 +120,14 @@ class RankingValidator:
     output items), False ranks every item, or give the items to remove as sparse rows.
     layer: the Output layer ranked (default the first). batch_size: users a batch (default
     4,096 on a GPU, 1,024 elsewhere); chunk_elements: batch × output columns scored at once
-    (default 64M on a GPU, 16M elsewhere: 256 / 64 MB of float32).
+    (default 64M on a GPU, 16M elsewhere: 256 / 64 MB of float32). static_shapes: input batches
+    padded to one capacity, no host sync per batch (None: where the fused kernels run, i.e.
+    CUDA; streaming inputs and model parallelism take exact batches).
     """
 
     def __init__(self, inputs, held_out, *, metrics: Sequence[str] | None = None, every: int = 1, seen=True,
-                 layer: str | None = None, batch_size: int | None = None, chunk_elements: int | None = None):
+                 layer: str | None = None, batch_size: int | None = None, chunk_elements: int | None = None,
+                 static_shapes: bool | None = None):
         if int(every) < 1:
             raise UsageError(f"validate every {every} epochs: give a positive number of epochs")
         names = list(DEFAULT_METRICS if metrics is None else metrics)
@@ -143,6 +150,7 @@ class RankingValidator:
         self.layer = layer
         self.batch_size = batch_size
         self.chunk_elements = chunk_elements
+        self.static_shapes = static_shapes
         offsets, indices, self.width = _host_csr(held_out, "the held-out items")
         from destiny.predict.metrics import unique_rows
 
@@ -212,7 +220,8 @@ class _Bound:
         # static shapes (padded input batches, no host sync) where the fused kernels run
         from destiny.ops.functional import use_kernels
 
-        self.capacity_path = use_kernels(device) and not self.streaming and not self.parallel
+        static = use_kernels(device) if v.static_shapes is None else bool(v.static_shapes)
+        self.capacity_path = static and not self.streaming and not self.parallel
         cuda = device.type == "cuda"
         self.batch = v.batch_size or (4096 if cuda else 1024)
         self.elements = v.chunk_elements or ((1 << 26) if cuda else (1 << 24))
@@ -382,17 +391,17 @@ class _Bound:
             rel = (self.held_keys[pos] == rec) & (items >= 0)
         else:
             rel = torch.zeros_like(items, dtype=torch.bool)
-        rel = rel.to(torch.float64)
+        hits = torch.cumsum(rel.to(torch.int64), 1).to(torch.float64)  # (B, K) hits in the first i; integer
+        rel = rel.to(torch.float64)  # scan: a floating-point cumsum has no deterministic CUDA kernel
         n_rel = self.held_count[examples]  # (B,) ≥ 1: only users with held-out items are scored
-        hits = torch.cumsum(rel, 1)
-        dcg = torch.cumsum(rel * self.discount, 1)
-        ap = None
+        gain = rel * self.discount  # (B, K) discounted gains
+        precision_at = None
         columns = []
         for name, k in v._parsed:
             h = hits[:, k - 1]
             cap = torch.clamp(n_rel, max=k)
             if name == "ndcg":
-                columns.append(dcg[:, k - 1] / self.ideal[cap.long() - 1])
+                columns.append(gain[:, :k].sum(1) / self.ideal[cap.long() - 1])
             elif name == "recall":
                 columns.append(h / n_rel)
             elif name == "recall_min":
@@ -402,9 +411,9 @@ class _Bound:
             elif name == "hit_rate":
                 columns.append((h > 0).to(torch.float64))
             else:  # map
-                if ap is None:
-                    ap = torch.cumsum(hits / self.ranks * rel, 1)
-                columns.append(ap[:, k - 1] / cap)
+                if precision_at is None:
+                    precision_at = hits / self.ranks * rel  # (B, K) P@i at the hits, 0 elsewhere
+                columns.append(precision_at[:, :k].sum(1) / cap)
         return torch.stack(columns, 1)
 
 
