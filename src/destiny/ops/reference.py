@@ -122,6 +122,18 @@ def output_loss_ref(z: torch.Tensor, target: SparseBatch | torch.Tensor, spec: L
     return loss
 
 
+def linear_multinomial_ref(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                           target: SparseBatch) -> torch.Tensor:
+    """Per-example multinomial loss (batch,) of a SoftMax output z = h @ weight + bias against
+    sparse targets: −Σ_k t_k·log softmax(z)_{col k} (``output_loss_ref`` with Multinomial).
+    h: (batch, H); weight: (H, N); bias: (N,) or None. Materialises z (batch × N): the spec of
+    ``ops.linear_multinomial``, which never does."""
+    from destiny.nn.activations import ActivationSpec
+
+    z = h @ weight if bias is None else torch.addmm(bias, h, weight)
+    return output_loss_ref(z, target, LossSpec(ErrorFunction.MULTINOMIAL, ActivationSpec(Activation.SOFTMAX)))
+
+
 def mask_uniforms(x: torch.Tensor, seed: int, col_offset: int = 0, row_stride: int | None = None) -> torch.Tensor:
     """The uniforms of x's elements for dropout: ``destiny.ops.random.uniform(seed, x.numel())``
     in x's row-major order; or, when x (rows, cols) is columns [col_offset, col_offset + cols)
