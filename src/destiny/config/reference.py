@@ -20,7 +20,7 @@ from destiny.config import schema
 from destiny.config.enums import LayerKind
 
 NESTED = [schema.WeightInit, schema.SharedWeights, schema.SparsenessPenalty, schema.Denoising, schema.DeltaBoost,
-          schema.MarginalCrossEntropy, schema.LocalResponseNormalization, schema.Maxout]
+          schema.MarginalCrossEntropy, schema.LocalResponseNormalization, schema.Maxout, schema.KLDivergence]
 ENUMS = [enums.Activation, enums.ErrorFunction, enums.WeightInitScheme, enums.LayerKind, enums.LayerType,
          enums.PoolingFunction, enums.NetworkKind]
 NESTED += [schema.LearningRateSchedule]  # the training keys' objects and enumerations (Destiny extensions)

@@ -136,6 +136,21 @@ class LearningRateSchedule:
 
 
 @dataclass
+class KLDivergence:
+    """Weight of the KL term of Variational layers (a Destiny extension): training adds
+    β_t·½·Σ(μ² + exp(logvar) − 1 − logvar) per example, β_t = Beta·min(1, t / AnnealSteps), t the
+    updates done so far (AnnealSteps 0: β_t = Beta from the start). Liang et al.'s Mult-VAE
+    (anneal_cap 0.2, total_anneal_steps 200000, β = min(cap, t / total)) is Beta 0.2,
+    AnnealSteps 40000."""
+
+    beta: float = f.key("Beta", "Weight of the KL term once annealed (1: the plain ELBO).",
+                        parse=f.number(0.0), default=1.0)
+    anneal_steps: float = f.key(
+        "AnnealSteps", "Updates over which β rises linearly from 0 to Beta; 0 keeps β = Beta.",
+        parse=f.number(0.0), default=0.0)
+
+
+@dataclass
 class Denoising:
     """Denoising autoencoder: drop each nonzero of sparse inputs with probability p."""
 
@@ -262,6 +277,13 @@ class LayerConfig:
     sparseness_penalty: SparsenessPenalty | None = f.key(
         "SparsenessPenalty", "This layer's own {p, beta}; used where beta > 0, else the "
         "network's.", parse=_layer_sparseness_penalty, default=None, kinds=f.HIDDEN)
+    variational: bool = f.key(
+        "Variational", "A Destiny extension (Mult-VAE): the incoming matrices give 2N "
+        "pre-activations, the mean μ (first N) and log-variance (last N) of a Gaussian; in training "
+        "the layer's value is μ + ε·exp(½·logvar), ε ~ N(0, 1) from the seeded stream, and the "
+        "network's KL term applies; in evaluation (predict, encode) it is μ. Needs FullyConnected, "
+        "Activation Linear, no Skip, BatchNormalization or SharedWeights; one process only.",
+        parse=f.boolean, default=False, kinds=f.HIDDEN)
     kernel: tuple[int, ...] | None = f.key(
         "Kernel", "Convolution or pooling window: X, [X], [X, Y] or [X, Y, Z].",
         parse=f.kernel_dims, default=None, kinds=_NOT_INPUT)
@@ -319,6 +341,9 @@ class NetworkConfig:
     denoising: Denoising = f.key(
         "Denoising", "Denoising of sparse Input layers during training.",
         parse=f.nested(Denoising), default_factory=Denoising)
+    kl: KLDivergence = f.key(
+        "KL", "Weight and annealing of the KL term of Variational layers (a Destiny extension).",
+        parse=f.nested(KLDivergence), default_factory=KLDivergence)
     delta_boost: DeltaBoost = f.key(
         "DeltaBoost", "Scaling of output deltas for sparse targets.", parse=f.nested(DeltaBoost),
         default_factory=DeltaBoost)

@@ -26,8 +26,9 @@ from destiny.errors import ConfigError
 class WeightSpec:
     """One weight matrix (and its bias) from ``input_layer`` into ``output_layer``.
 
-    shape: (input units, output units) for FullyConnected, (out channels, in channels,
-    kx[, ky[, kz]]) for Convolutional. A shared matrix stores no weights of its own; it reuses
+    shape: (input units, output units) for FullyConnected — 2 × the units into a Variational
+    layer, its μ then its log-variance —, (out channels, in channels, kx[, ky[, kz]]) for
+    Convolutional. A shared matrix stores no weights of its own; it reuses
     the matrix of ``shared_from`` (transposed if ``transposed``) and has its own bias.
     """
 
@@ -212,7 +213,7 @@ def _weight_spec(layer: LayerConfig, src: str, inp, out, index: int, at: Place) 
         in_channels = math.prod(inp[len(kernel):])
         return WeightSpec(index, src, layer.name, (out[-1], in_channels, *kernel), out[-1],
                           convolutional=True, shared_from=shared_from, transposed=transposed)
-    units = math.prod(out)
+    units = math.prod(out) * (2 if layer.variational else 1)  # Variational: μ and log-variance (nn/variational.py)
     return WeightSpec(index, src, layer.name, (math.prod(inp), units), units,
                       shared_from=shared_from, transposed=transposed)
 

@@ -2,7 +2,8 @@
 
 Single values are checked as they are read (``fields.py``); what needs several fields or
 several layers is checked here: names, sources and skips, cycles, which kinds need a DataSet,
-"auto", pooling functions, shared weights, and error function against output activation.
+"auto", pooling functions, shared weights, Variational layers (and the KL key without them),
+and error function against output activation.
 Widths and kernel sizes, which need the datasets' dimensions, are checked in ``shapes.py``.
 """
 
@@ -36,6 +37,8 @@ def validate(config: NetworkConfig, source: str = "<config>") -> None:
         at = top.child("Layers").child(i).in_layer(layer.name)
         _check_layer(config, layer, at, names)
         _check_recipes(config, layer, at)
+        _check_variational(layer, at)
+    _check_kl(config, top)
     _check_acyclic(config, top)
     _check_error_function(config, top)
 
@@ -142,6 +145,35 @@ def _check_shared_weights(config: NetworkConfig, layer: LayerConfig, at: Place, 
         if owner.shared_weights and any(s.input_layer == shared.source_input_layer for s in owner.shared_weights):
             raise where.error(f"the matrix {shared.source_input_layer} → {shared.source_output_layer} "
                               "is itself shared; share the original matrix instead")
+
+
+def _check_variational(layer: LayerConfig, at: Place) -> None:
+    """A Variational layer (nn/variational.py) is a FullyConnected Hidden layer whose 2N
+    pre-activations are μ and log-variance: its value is a sample, so it takes no activation,
+    and what would mix the 2N columns with N-wide tensors is refused."""
+    if not layer.variational:
+        return
+    where = at.child("Variational")
+    if layer.kind != LayerKind.HIDDEN:
+        raise where.error(f"is only for Hidden layers; this layer is {_a(layer.kind.json)} {layer.kind.json} layer "
+                          "(put the variational layer between the encoder and the decoder)")
+    if layer.type != LayerType.FULLY_CONNECTED:
+        raise where.error(f"is only for FullyConnected layers; this layer is {layer.type.json}")
+    if layer.activation != Activation.LINEAR:
+        raise at.child("Activation").error(
+            f"is {layer.activation.json}, but a Variational layer's value is the sample μ + ε·exp(½·logvar) "
+            "itself; write \"Activation\": \"Linear\" (put a nonlinearity on the next layer)")
+    for key, present in (("Skip", layer.skips), ("BatchNormalization", layer.batch_norm),
+                         ("SharedWeights", layer.shared_weights)):
+        if present:
+            raise at.child(key).error(f"cannot be used on a Variational layer (its incoming matrices give 2N "
+                                      f"columns, μ and log-variance, for its N units); remove '{key}'")
+
+
+def _check_kl(config: NetworkConfig, top: Place) -> None:
+    if config.kl != type(config.kl)() and not any(layer.variational for layer in config.layers):
+        warnings.warn(f"{top.child('KL')}: is ignored: no layer is \"Variational\": true", ConfigWarning,
+                      stacklevel=3)
 
 
 def _check_recipes(config: NetworkConfig, layer: LayerConfig, at: Place) -> None:

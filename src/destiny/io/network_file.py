@@ -360,7 +360,10 @@ def _verify(ds, path: str) -> None:
 def _read(ds, path: str) -> NetworkFile:
     attrs = {name: ds.getncattr(name) for name in ds.ncattrs()}
     decoded = decode_network(attrs, path)
-    specs = weight_specs(decoded.config, decoded.dims)
+    config = decoded.config
+    if CONFIG_ATTRIBUTE in attrs:  # its matrices, which DSSTNE's attributes may not say (Variational: 2N wide)
+        config = _destiny_config(attrs, path, decoded.dims)
+    specs = weight_specs(config, decoded.dims)
     headers = _match_headers(decoded.weights, specs, path)
     weights = [_read_weight(ds, path, spec, headers[spec.index]) for spec in specs]
     batch_norm = {}
@@ -370,9 +373,6 @@ def _read(ds, path: str) -> NetworkFile:
             batch_norm[layer.name] = BatchNormArrays(*(
                 _read_floats(ds, path, f"layer{i}_{suffix}", size, f"BatchNormalization of '{layer.name}'")
                 for _, suffix in _BN_VARIABLES))
-    config = decoded.config
-    if CONFIG_ATTRIBUTE in attrs:
-        config = _destiny_config(attrs, path, decoded.dims)
     return NetworkFile(config, decoded.dims, weights, batch_norm, _read_extras(ds, path), _read_info(attrs, path))
 
 

@@ -36,6 +36,7 @@ from destiny.config.shapes import WeightSpec, batch_norm_size, resolve_shapes, w
 from destiny.errors import DataError
 from destiny.nn import conv  # Convolutional and Pooling layers
 from destiny.nn import itemitem, recipes  # ZeroDiagonal layers; Normalize, Denoising.Rescale, FrequencyBias
+from destiny.nn import variational  # Variational layers (Mult-VAE)
 from destiny.nn.activations import ActivationSpec, activate
 from destiny.nn.init import init_weight
 from destiny.nn.losses import LossSpec
@@ -78,6 +79,7 @@ class _Values(dict):
         super().__init__()
         self.full: dict[str, object] = {}
         self.shard: dict[str, object] = {}
+        self.kl: dict[str, torch.Tensor] = {}  # Variational layers' KL sums of a training pass
 
 
 class Network(torch.nn.Module):
@@ -102,6 +104,7 @@ class Network(torch.nn.Module):
                 raise ConfigError(f"{source}: Layers[{i}] (layer '{layer.name}'): {layer.type.json} layers "
                                   f"do not run model-parallel ({self.world.size} processes) yet; train this "
                                   "network in one process")
+        variational.check_world(config, self.world, source)
         self.config = config
         self.dims = {name: tuple(d) for name, d in dims.items()}
         self.specs: list[WeightSpec] = weight_specs(config, self.dims, source)
@@ -243,6 +246,8 @@ class Network(torch.nn.Module):
                     streams.append(("dropout", layer.name))
             elif layer.kind != LayerKind.OUTPUT and layer.p_dropout > 0:
                 streams.append(("dropout", layer.name))
+            if layer.variational:  # the sample's ε (nn/variational.py)
+                streams.append((variational.STREAM, layer.name))
         return streams
 
     def _needed(self, targets: set[str]) -> set[str]:
@@ -283,7 +288,10 @@ class Network(torch.nn.Module):
             z = _ClipRowGrad.apply(z, layer.delta_norm, self.world)
         if layer.kind == LayerKind.OUTPUT:
             return z
-        a = self._activate(layer.name, z)
+        if layer.variational:  # z is (μ, logvar): μ + ε·σ in training, μ in evaluation
+            a = variational.sample(layer, z, noise, values.kl)
+        else:
+            a = self._activate(layer.name, z)
         if noise is not None and layer.p_dropout > 0:
             a = self._dropout(layer, a, noise)
         return a
@@ -401,11 +409,15 @@ class Network(torch.nn.Module):
     # -- losses and predictions ---------------------------------------------------------------
 
     def loss(self, inputs, targets: Mapping[str, SparseBatch | torch.Tensor], noise: Noise | None = None,
-             grad_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Summed loss over the batch and its parts: each output layer's error and the
-        sparseness penalty. Differentiate ``total / batch`` for DSSTNE's gradient, or pass
-        grad_scale, a 0-d tensor s = 1/batch, and call ``total.backward(s)``: fused losses then
-        fold s into their gradient (``ops.functional.output_loss``). Over N processes: this
+             grad_scale: torch.Tensor | None = None,
+             updates: int | torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Summed loss over the batch and its parts: each output layer's error, the
+        sparseness penalty and, in training, the KL term of Variational layers ("KL", its β
+        annealed by ``updates``, the optimizer's updates so far: an int or a 0-d int64 device
+        tensor; None: the full Beta; ``nn.variational``). Differentiate ``total / batch`` for
+        DSSTNE's gradient, or pass grad_scale, a 0-d tensor s = 1/batch, and call
+        ``total.backward(s)``: fused losses then fold s into their gradient
+        (``ops.functional.output_loss``). Over N processes: this
         rank's part of them (its output units, its hidden units' penalties; targets are given
         whole); the loss is the sum over ranks (``destiny.parallel.sum_float``)."""
         values = self.forward(inputs, noise)
@@ -425,6 +437,9 @@ class Network(torch.nn.Module):
         penalty = self._sparseness_penalty(values) if noise is not None else None
         if penalty is not None:
             parts["SparsenessPenalty"] = penalty
+        kl = variational.kl_part(self.config, values.kl, updates) if noise is not None else None
+        if kl is not None:
+            parts[variational.PART] = kl
         total = torch.stack(list(parts.values())).sum()
         return total, parts
 

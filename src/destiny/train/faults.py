@@ -84,7 +84,8 @@ def batch_error(trainer, binding, examples: np.ndarray, epoch: int, step: int) -
 
     inputs, targets = binding.batch(torch.as_tensor(examples, device=trainer.device))
     with matmul_precision(trainer.precision), autocast(trainer.precision, trainer.device):
-        loss, _ = trainer.network.loss(inputs, targets, Noise(trainer.seed, epoch, step))
+        loss, _ = trainer.network.loss(inputs, targets, Noise(trainer.seed, epoch, step),
+                                       updates=trainer.optimizer.steps)
     from destiny.parallel import sum_float
 
     return sum_float(float(loss), trainer.world) / max(len(examples), 1)

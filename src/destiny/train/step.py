@@ -10,7 +10,8 @@ the host:
 - sparse batches are padded to a capacity per sparse layer (``SparseRows.take``): the
   largest batch of the epoch's order, rounded up to ``CAPACITY_QUANTUM``; it only ever grows
   (a larger one means a new capture);
-- dropout and denoising read their seeds from that buffer (``nn.network.DeviceNoise``);
+- dropout and denoising read their seeds from that buffer (``nn.network.DeviceNoise``); its
+  last slot holds the optimizer's updates done, for the KL term's annealing (``nn.variational``);
 - the fused loss folds the 1/batch scale of the gradient in (``ops.functional.output_loss``,
   ``grad_scale``) and backward starts from that same scale tensor;
 - the optimizer reads its learning rate and step from device memory; the sparse input layer's
@@ -80,14 +81,15 @@ class _Staging:
 
 
 class _Buffers:
-    """The static device inputs of a step of one batch size: ids = (examples (B,), seeds (S,))
-    int64 in one tensor, and the gradient seed 1/B."""
+    """The static device inputs of a step of one batch size: ids = (examples (B,), seeds (S,),
+    updates done (1,)) int64 in one tensor, and the gradient seed 1/B."""
 
     def __init__(self, batch: int, streams: int, device: torch.device, dtype: torch.dtype):
         self.batch = batch
-        self.ids = torch.zeros(batch + streams, dtype=torch.int64, device=device)
+        self.ids = torch.zeros(batch + streams + 1, dtype=torch.int64, device=device)
         self.examples = self.ids[:batch]
-        self.seeds = self.ids[batch:]
+        self.seeds = self.ids[batch:batch + streams]
+        self.updates = self.ids[batch + streams]  # 0-d: the optimizer's steps before this one
         self.fold = torch.full((), 1.0 / batch, dtype=dtype, device=device)
 
 
@@ -107,7 +109,7 @@ class StepRunner:
         self.last_loss = torch.zeros((), dtype=torch.float32, device=self.device)
         self.fold_dtype = torch.float64 if net.dtype == torch.float64 else torch.float32
         self._buffers: dict[int, _Buffers] = {}
-        self._staging = _Staging(trainer.batch_size + len(self.streams), self.device)
+        self._staging = _Staging(trainer.batch_size + len(self.streams) + 1, self.device)
         self._graph = None
         self._graph_key = None
         self._side_stream = None
@@ -164,7 +166,8 @@ class StepRunner:
         if buf is None:
             buf = self._buffers[batch] = _Buffers(batch, len(self.streams), self.device, self.fold_dtype)
         seeds = [stream_seed(t.seed, purpose, epoch, step, layer) for purpose, layer in self.streams]
-        self._staging.upload(np.concatenate([examples, np.asarray(seeds, dtype=np.int64)]), buf.ids)
+        self._staging.upload(np.concatenate([examples, np.asarray(seeds + [t.optimizer.steps], dtype=np.int64)]),
+                             buf.ids)
         key = (batch, tuple(sorted(self.capacity.items())))
         if self.why_not is not None or batch != t.batch_size:
             self._eager(buf.examples, buf, epoch, step)
@@ -194,13 +197,15 @@ class StepRunner:
             inputs, targets = self.binding.batch(examples)
             noise = Noise(t.seed, epoch, step)
             fold = torch.full((), 1.0 / examples.numel(), dtype=self.fold_dtype, device=self.device)
+            updates = t.optimizer.steps
         else:
             inputs, targets = self.binding.batch(examples, self.capacity)
             noise = DeviceNoise(t.seed, epoch, step, seeds=buf.seeds, slots=self.slots)
             fold = buf.fold
+            updates = buf.updates
         with matmul_precision(t.precision):
             with autocast(t.precision, self.device, cache=False):
-                total, _ = net.loss(inputs, targets, noise, grad_scale=fold)
+                total, _ = net.loss(inputs, targets, noise, grad_scale=fold, updates=updates)
             total.backward(fold if total.dtype == fold.dtype else fold.to(total.dtype))
         t.optimizer.step()
         net.apply_weight_norms()
