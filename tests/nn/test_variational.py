@@ -286,3 +286,24 @@ def test_short_training_on_synthetic_data_lowers_the_loss_and_the_kl():
     assert all(b < a for a, b in zip(nll, nll[1:])) and nll[-1] < nll[0] - 5, nll
     assert all(b < a for a, b in zip(kl, kl[1:])) and kl[-1] < kl[0] / 3, kl
     assert trainer.optimizer.steps == 5 * 8
+
+
+def test_the_example_config_builds_and_trains():
+    """examples/configs/mult-vae.json (Normalize, Denoising with Rescale, Variational, KL,
+    Multinomial, FrequencyBias) on synthetic data: a few epochs of Adam lower the error."""
+    from pathlib import Path
+
+    from destiny.config import load_config
+    from destiny.data.synth import synthesize
+    from destiny.train.optimizers import Hyperparameters
+    from destiny.train.trainer import Trainer
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "examples" / "configs" / "mult-vae.json")
+    assert cfg.layer("Latent").variational and cfg.kl == KLDivergence(0.2, 40000)
+    data = synthesize(users=300, items=50, seed=3, topics=3)
+    net = Network.from_config(cfg, {"input": (50,), "output": (50,)}, seed=1)
+    assert tuple(net.weights["w1"].shape) == (600, 400) and tuple(net.weights["w2"].shape) == (200, 600)
+    trainer = Trainer(net, "adam", Hyperparameters(alpha=0.001, lam=0.0), batch_size=50, progress=False)
+    errors = [r.training_error for r in trainer.fit({"input": data, "output": data}, 4)]
+    assert all(b < a for a, b in zip(errors, errors[1:])), errors
+    assert net.encode(data, "Latent").shape == (300, 200)
