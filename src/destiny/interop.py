@@ -194,6 +194,11 @@ def _check_exportable(network) -> None:
             raise NotImplementedError(
                 f"layer '{layer.name}' is {layer.type.json}: exporting to plain PyTorch or ONNX supports "
                 "FullyConnected layers only for now (convolutional and pooling layers are not exported yet)")
+        if getattr(layer, "normalize", None) is not None:  # nn/recipes.py: the module would read raw rows
+            raise NotImplementedError(
+                f"Input layer '{layer.name}' normalises its rows (\"Normalize\": \"{layer.normalize}\"), which the "
+                "exported module does not do yet; normalise the inputs before calling it, and export a copy of the "
+                "config without 'Normalize'")
 
 
 def _as_input(x, units: int, name: str):

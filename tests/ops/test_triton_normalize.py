@@ -110,3 +110,35 @@ def test_normalise_then_denoise_is_mult_vae_input_dropout(device):
     keep = ref.denoise_ref(b, 0.5, 11).values != 0
     mask = SparseBatch(b.offsets, b.indices, keep.float(), b.n_features).to_dense()
     assert torch.allclose(x.to_dense(), dense * mask * 2.0, rtol=1e-6, atol=1e-7)
+
+
+def test_a_recipe_network_trains_the_same_on_the_kernels(device):
+    """Normalize, Denoising without Rescale, ZeroDiagonal and FrequencyBias through the static
+    step on the kernels (padded batches, device seeds) against the exact step on the references."""
+    from destiny.nn.network import Network
+    from destiny.train.optimizers import Hyperparameters
+    from destiny.train.trainer import Trainer
+    from tests.helpers import clustered_dataset, config
+
+    def fit(force: bool, static: bool):
+        cfg = config([
+            {"Name": "In", "N": "auto", "DataSet": "in", "Sparse": True, "Normalize": "L2"},
+            {"Name": "H", "N": 12, "Activation": "Relu", "WeightInit": {"Scheme": "Gaussian", "Scale": 0.1}},
+            {"Name": "Out", "N": "auto", "DataSet": "in", "Sparse": True, "Source": ["H", "In"],
+             "Activation": "Sigmoid", "ZeroDiagonal": True,
+             "WeightInit": {"Scheme": "Gaussian", "Scale": 0.1, "FrequencyBias": True}},
+        ], ErrorFunction="CrossEntropy", Denoising={"p": 0.3, "Rescale": False})
+        net = Network.from_config(cfg, {"in": (40,)}, seed=3)
+        data = clustered_dataset(100, 40, seed=2)
+        with F.kernels(force):
+            trainer = Trainer(net, "adam", Hyperparameters(alpha=0.01), batch_size=32, progress=False,
+                              device=device, static_shapes=static, cuda_graphs=False)
+            errors = [r.training_error for r in trainer.fit({"in": data}, 2)]
+        return net, errors
+
+    ref_net, ref_errors = fit(False, False)
+    k_net, k_errors = fit(True, True)
+    assert k_errors == pytest.approx(ref_errors, rel=1e-5)
+    for (name, a), b in zip(k_net.named_parameters(), ref_net.parameters()):
+        assert_close(a, b.double(), torch.float32, what=name)
+    assert not k_net.weights[k_net.diagonals[0][0]].diagonal().any()
