@@ -143,7 +143,7 @@ def test_evaluation_is_the_mean_path():
     torch.testing.assert_close(out["z"], mu, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(out["out"], F.softmax(logits, 1), rtol=1e-12, atol=1e-14)
     total, parts = net.loss({"in": x}, {"out": x}, None)  # evaluation loss: no KL, no sample
-    assert set(parts) == {"out"} and float(total) == pytest.approx(float(neg_ll.detach()), rel=1e-12)
+    assert set(parts) == {"out"} and float(total.detach()) == pytest.approx(float(neg_ll.detach()), rel=1e-12)
     encoded = net.encode(x.to_dense(torch.float64).numpy(), "z")
     torch.testing.assert_close(torch.as_tensor(encoded).double(), mu.float().double(), rtol=1e-6, atol=1e-7)
 
