@@ -142,3 +142,39 @@ def test_a_recipe_network_trains_the_same_on_the_kernels(device):
     for (name, a), b in zip(k_net.named_parameters(), ref_net.parameters()):
         assert_close(a, b.double(), torch.float32, what=name)
     assert not k_net.weights[k_net.diagonals[0][0]].diagonal().any()
+
+
+COMPILE = '''
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+import destiny.ops.triton.normalize as nm
+
+for val, out, values, l2 in [("*fp32", "*fp32", True, True), ("*fp32", "*fp32", False, False),
+                             ("*fp64", "*fp64", True, False), ("*fp32", "*fp64", False, True)]:
+    types = {"val_ptr": val, "out_ptr": out, "off_ptr": "*i64"}
+    consts = dict(L2=l2, HAS_VALUES=values, BLOCK=nm.BLOCK)
+    sig = {n: ("constexpr" if n in consts else types[n]) for n in nm.normalize_kernel.arg_names}
+    attrs = {(nm.normalize_kernel.arg_names.index(n),): [["tt.divisibility", 16]] for n in types}
+    src = ASTSource(nm.normalize_kernel, sig, constexprs=consts, attrs=attrs)
+    assert triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4}).asm["cubin"]
+print("compiled")
+'''
+
+
+def test_the_kernel_compiles_for_sm90():
+    """As tests/ops/test_triton_compile.py: the compiler (no GPU needed) catches what the
+    interpreter does not (the loop over bounds read from memory, the types across it)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from destiny.backend import HAS_TRITON
+
+    if not HAS_TRITON:
+        pytest.skip("Triton is not importable")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2] / "src"), env.get("PYTHONPATH", "")])
+    run = subprocess.run([sys.executable, "-c", COMPILE], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and "compiled" in run.stdout, run.stderr[-4000:]
