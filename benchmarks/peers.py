@@ -15,8 +15,8 @@ many ran).
 
 Threads: BLAS is held to 1 thread around implicit's fits (threadpoolctl; its ALS solves users
 independently in ``threads`` threads, which does not change the result); BPR runs on one thread
-(its several-thread SGD is Hogwild: the order of updates, hence the model, would change per
-run). The GPU versions of implicit are used only where ``implicit.gpu.HAS_CUDA``.
+unless told otherwise (``BPR(threads=n)``: its several-thread SGD is Hogwild, so the order of
+updates, hence the model, would change from run to run). The GPU versions of implicit are used only where ``implicit.gpu.HAS_CUDA``.
 
 EASE (Steck 2019): B = I − P·diagMat(1/diag P), P = (XᵀX + λI)⁻¹ (``torch.linalg.inv_ex``: LU;
 ``cholesky_inverse`` measured 10× slower on a CPU), scores X·B. Only the items that occur in X take part: an item without training data has a zero
@@ -248,7 +248,7 @@ def _implicit_class(kind: str):
 
 class IALS(_Factorization):
     name = "ials"
-    default = {"factors": 128, "regularization": 1.0, "alpha": 10.0}
+    default = {"factors": 128, "regularization": 10.0, "alpha": 5.0}
     every, patience, max_iterations = 1, 3, 30
 
     def suggest(self, trial) -> dict:
@@ -267,7 +267,7 @@ class IALS(_Factorization):
 
 class BPR(_Factorization):
     name = "bpr"
-    default = {"factors": 128, "learning_rate": 0.05, "regularization": 1e-3}
+    default = {"factors": 128, "learning_rate": 0.01, "regularization": 0.01}  # implicit's own lr and λ
     every, patience, max_iterations = 10, 3, 300
 
     def suggest(self, trial) -> dict:
@@ -275,8 +275,11 @@ class BPR(_Factorization):
                 "learning_rate": trial.suggest_float("learning_rate", 1e-3, 0.3, log=True),
                 "regularization": trial.suggest_float("regularization", 1e-5, 0.1, log=True)}
 
+    def __init__(self, threads: int = 1):
+        self.threads = threads  # 1: repeatable; more: implicit's Hogwild SGD, faster but not repeatable
+
     def _threads(self, threads):
-        return 1  # Hogwild SGD over several threads would not repeat
+        return self.threads
 
     def _model(self, params, seed, threads, iterations):
         cls = _implicit_class("bpr")

@@ -58,12 +58,20 @@ def _ranked(model, users: np.ndarray, rows, n_users: int) -> np.ndarray:
     return out
 
 
+def _tuner():
+    """``destiny.tune`` where this Destiny has it, else None."""
+    import destiny
+
+    return getattr(destiny, "tune", None)
+
+
 def run_destiny(split, *, device: str, budget_s: float, seed: int, epochs: int) -> dict:
     import destiny
 
     start = time.perf_counter()
-    if hasattr(destiny, "tune"):
-        model = destiny.tune(split.train, split.validation, budget_s=budget_s, device=device, seed=seed)
+    tune = _tuner()
+    if tune is not None:
+        model = tune(split.train, split.validation, budget_s=budget_s, device=device, seed=seed)
         params = dict(model.best_params_)
         how = "destiny.tune"
     else:  # the stand-in until destiny.tune exists
@@ -78,13 +86,13 @@ def run_destiny(split, *, device: str, budget_s: float, seed: int, epochs: int) 
     users = scored_users(split.validation)
     validation = metrics_of(_ranked(model, users, split.train, split.shape[0])[users], users,
                             split.validation)["NDCG@100"]
+    trials = getattr(model, "trials_", None)
     del model
     full = split.full
     t = time.perf_counter()
     final = destiny.Recommender(**params).fit(full)
     fit_s = time.perf_counter() - t
     test = score(_ranked(final, scored_users(split.test), full, split.shape[0]), full, split.test)
-    trials = getattr(final, "trials_", None)
     return {"params": params, "validation": validation, "test": test, "tune_s": tune_s, "fit_s": fit_s,
             "tuned_by": how, "trials": trials}
 
@@ -159,7 +167,8 @@ def run_method(method: str, split, args) -> dict:
     if method == "destiny":
         return run_destiny(split, device=args.device, budget_s=args.budget_s, seed=args.seed,
                            epochs=args.destiny_epochs)
-    peer = PEERS[method](args.ease_dtype) if method == "ease" else PEERS[method]()
+    options = {"ease": (args.ease_dtype,), "bpr": (args.bpr_threads,)}
+    peer = PEERS[method](*options.get(method, ()))
     r = tune_and_test(peer, split, device=args.device, trials=args.trials, budget_s=args.peer_budget_s,
                       seed=args.seed, threads=args.threads)
     return {"params": r.params, "validation": r.validation, "test": r.test, "tune_s": r.tune_s, "fit_s": r.fit_s,
@@ -184,6 +193,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="JSON results, rewritten after every row")
     p.add_argument("--ease-dtype", default="auto", choices=("auto", "float32", "float64"),
                    help="auto: float64 where 3 × items² of them fit the device")
+    p.add_argument("--bpr-threads", type=int, default=1, help="BPR's threads (1: repeatable; more: Hogwild SGD, "
+                   "faster, not repeatable)")
     p.add_argument("--destiny-epochs", type=int, default=20, help="epochs of the stand-in while destiny.tune "
                    "does not exist")
     args = p.parse_args(argv)

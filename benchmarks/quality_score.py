@@ -34,6 +34,8 @@ SCORE_ELEMENTS = 1 << 26  # batch × items float32 scores held at once (256 MB; 
 REPORTED = (("P@10", 10, "precision"), ("Recall@20", 20, "recall"), ("NDCG@20", 20, "ndcg"),
             ("NDCG@100", 100, "ndcg"), ("Recall@100", 100, "recall"), ("Recall@20(min)", 20, "recall_min"))
 
+REPORTED_NAMES = tuple(name for name, _, _ in REPORTED)
+
 ScoreFn = Callable[[np.ndarray], torch.Tensor]  # user ids (b,) → (b, items) scores, any float dtype
 
 

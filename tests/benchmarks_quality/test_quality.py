@@ -218,3 +218,39 @@ def test_real_dataset_protocol(shared_data, name):
     assert split.train.multiply(split.validation).nnz == 0 and split.full.multiply(split.test).nnz == 0
     share = split.validation.nnz / split.full.nnz
     assert 0.08 < share < 0.13, share  # ~10%: a valid file or the 10% hold-out
+
+
+# -- Destiny's row --------------------------------------------------------------------------------
+
+def test_destiny_row_follows_the_tune_contract(monkeypatch):
+    """With a ``destiny.tune`` (here a stand-in keeping its contract), the final fit is
+    Recommender(**best_params_) on train ∪ validation, scored by the same scorer."""
+    import destiny
+
+    split = _planted()
+    calls = {}
+
+    def fake_tune(train, validation, *, budget_s, device=None, seed=0):
+        calls.update(train=train, validation=validation, budget_s=budget_s, device=device, seed=seed)
+        model = destiny.Recommender(epochs=2, device=device, seed=5).fit(train)
+        model.best_params_ = {**model.get_params(), "epochs": 2}
+        model.trials_ = [{"value": 0.1}]
+        return model
+
+    monkeypatch.setattr(quality, "_tuner", lambda: fake_tune)
+    row = quality.run_destiny(split, device="cpu", budget_s=7, seed=3, epochs=99)
+    assert calls["train"] is split.train and calls["validation"] is split.validation
+    assert (calls["budget_s"], calls["device"], calls["seed"]) == (7, "cpu", 3)
+    assert row["params"]["epochs"] == 2 and row["trials"] == [{"value": 0.1}]
+    assert row["tuned_by"] == "destiny.tune"
+    want = destiny.Recommender(epochs=2, device="cpu", seed=5).fit(split.full)
+    ids, _ = want.recommend(np.arange(split.shape[0]), split.full, N=qs.TOP)
+    assert row["test"] == qs.score(ids, split.full, split.test)
+    assert 0 <= row["validation"] <= 1
+
+
+def test_destiny_row_without_tune(monkeypatch):
+    monkeypatch.setattr(quality, "_tuner", lambda: None)
+    row = quality.run_destiny(_planted(), device="cpu", budget_s=7, seed=3, epochs=1)
+    assert row["params"]["epochs"] >= 1 and "not available" in row["tuned_by"]
+    assert set(qs.REPORTED_NAMES) <= set(row["test"])
