@@ -3,6 +3,7 @@
     import destiny
     model = destiny.Recommender(epochs=10).fit(user_items)      # scipy CSR, users × items
     config = destiny.load_config("network.json")                # DSSTNE's JSON
+    model = destiny.tune(train, validation, budget_s=300)       # recipes searched with Optuna
     network = destiny.Network.from_config(config, {"input": (27278,), "output": (27278,)})
     destiny.Trainer(network, "adam").fit({"input": train, "output": train}, epochs=10)
 
@@ -33,10 +34,16 @@ _EXPORTS = {
     "save_network": "destiny.train.checkpoint",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+# modules imported on first use: destiny.recipes (DSSTNE JSON of the field's autoencoders) and
+# destiny.tune, a callable package: destiny.tune(train, validation, budget_s=…) searches them
+_SUBMODULES = ("recipes", "tune")
+
+__all__ = sorted(_EXPORTS) + list(_SUBMODULES) + ["__version__"]
 
 
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"destiny.{name}")
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value

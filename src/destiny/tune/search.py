@@ -1,0 +1,288 @@
+"""``destiny.tune``: an Optuna search over recipes and their settings on a validation split,
+within a wall-clock budget. See the package docstring (``destiny/tune/__init__.py``)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from typing import Any, Mapping, Sequence
+
+from destiny.errors import UsageError
+from destiny.tune.space import SPACE, START, available, check_space, start_points, suggest
+from destiny.tune.table import TrialTable
+from destiny.tune.trial import Outcome, fit_trial
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise UsageError("destiny.tune searches with Optuna, which is not installed: pip install "
+                         "'destiny[tune]' (or pip install optuna)") from None
+    return optuna
+
+
+class Clock:
+    """The budget: seconds left until ``budget_s`` after the start (monotonic clock)."""
+
+    def __init__(self, budget_s: float):
+        self.start = time.monotonic()
+        self.end = self.start + budget_s
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+
+def tune(train, validation, *, budget_s: float, device: str | Sequence[str] | None = None, seed: int = 0,
+         n_trials: int | None = None, recipes: Sequence[str] | None = None,
+         space: Mapping[str, Mapping] | None = None, start: Sequence[Mapping[str, Any]] | None = None,
+         max_epochs: int = 200, patience: int | None = 10, monitor: str = "ndcg@100",
+         trial_budget_s: float | None = None, pruner: Any = True, precision: str = "fp32",
+         progress: bool | None = None):
+    """Search recipes and hyper-parameters on the validation split; returns the best trial's
+    fitted ``destiny.Recommender`` (see the package docstring for the attributes it gains).
+
+    train, validation: users × items (scipy sparse or SparseDataset); validation holds held-out
+    items of the same users, one row each in the same order. budget_s: wall-clock seconds for
+    the whole call. device: "cpu", "cuda", "cuda:N", "auto"/None, or a list of devices (one
+    trial a device, in parallel; "cuda" with several GPUs means all of them). seed: the
+    sampler's and every network's seed. n_trials: the most trials to start. recipes: the
+    recipes to search (default: every recipe of ``space``, the items × items ones only where
+    their matrix fits in memory). space: recipe → parameter → range (default
+    ``destiny.tune.space.SPACE``). start: points tried first (default ``space.START``: each
+    recipe's defaults). max_epochs, patience, monitor: each trial's epochs at most, its
+    validations without improvement before stopping, and the metric maximised. trial_budget_s:
+    the most seconds a trial may take (default: what is left of the budget). pruner: True
+    (Optuna's MedianPruner on the monitored metric), False (none) or an Optuna pruner.
+    precision: every trial's matrix precision. progress: the live table (None: on a terminal).
+    """
+    optuna = _optuna()
+    clock = Clock(_positive(budget_s, "budget_s"))
+    from destiny.recommender import _as_dataset
+
+    if n_trials is not None and (isinstance(n_trials, bool) or int(n_trials) != n_trials or n_trials < 1):
+        raise UsageError(f"n_trials must be a positive integer (or None: as many as the budget allows); got {n_trials!r}")
+    if isinstance(max_epochs, bool) or int(max_epochs) != max_epochs or max_epochs < 1:
+        raise UsageError(f"max_epochs must be a positive integer; got {max_epochs!r}")
+    data = _as_dataset(train, "train")
+    held = _held_out(validation, data)
+    devices = resolve_devices(device)
+    space = SPACE if space is None else space
+    check_space(space)
+    chosen = list(space) if recipes is None else list(recipes)
+    for name in chosen:
+        if name not in space:
+            raise UsageError(f"recipe {name!r} is not in the search space; it has {', '.join(space)}")
+    chosen, dropped = available(chosen, data.n_features, None if recipes is not None else _memory(devices[0]))
+    if dropped:
+        warnings.warn("destiny.tune leaves out " + "; ".join(dropped), stacklevel=2)
+    common = {"device": devices[0], "seed": seed, "precision": precision, "progress": False, "monitor": monitor,
+              "patience": patience, "validate_every": 1, "epochs": int(max_epochs)}
+    with _quiet_optuna(optuna):
+        study = _study(optuna, seed, pruner)
+        for point in start_points(space, chosen, START if start is None else start):
+            study.enqueue_trial(point, skip_if_exists=True)
+    run = Run(study, space, chosen, data, held, common, clock, n_trials, trial_budget_s,
+              TrialTable(progress, monitor))
+    with _quiet_optuna(optuna), run.table:
+        if len(devices) > 1:
+            from destiny.tune.parallel import run_parallel
+
+            best = run_parallel(run, devices)
+        else:
+            best = run.sequential()
+    return _result(run, best, device, devices)
+
+
+class Run:
+    """The state of one search: the study, the space, the data, the budget and the trials."""
+
+    def __init__(self, study, space, recipes, train, validation, common, clock, n_trials, trial_budget_s, table):
+        self.study, self.space, self.recipes = study, space, recipes
+        self.train, self.validation, self.common, self.clock = train, validation, common, clock
+        self.n_trials, self.trial_budget_s, self.table = n_trials, trial_budget_s, table
+        self.outcomes: list[Outcome] = []
+        self.started = 0
+        self.best: tuple[float, int] | None = None  # (value, trial number) of the best complete trial
+        self.params: dict[int, dict] = {}  # trial number → its Recommender arguments
+
+    def can_start(self) -> bool:
+        """Another trial may start: under n_trials, and budget left (or no model yet)."""
+        if self.n_trials is not None and self.started >= self.n_trials:
+            return False
+        return self.clock.left() > 0
+
+    def time_left(self) -> float:
+        left = self.clock.left()
+        return left if self.trial_budget_s is None else min(left, self.trial_budget_s)
+
+    def ask(self, device: str):
+        """(Optuna trial, Plan, Recommender arguments) of the next trial, on ``device``."""
+        trial = self.study.ask()
+        plan = suggest(trial, self.space, self.recipes, self.train.n_examples)
+        self.started += 1
+        self.table.start(trial.number, plan.recipe, plan.values, device)
+        params = {**self.common, **plan.fit, "config": plan.config, "device": device}
+        self.params[trial.number] = params
+        return trial, plan, params
+
+    def tell(self, trial, outcome: Outcome) -> bool:
+        """Record a finished trial in the study and the table; True when it is the best so far."""
+        from optuna.trial import TrialState
+
+        if outcome.state == "COMPLETE":
+            self.study.tell(trial, outcome.value)
+        else:
+            self.study.tell(trial, state=TrialState.PRUNED if outcome.state == "PRUNED" else TrialState.FAIL)
+        self.outcomes.append(outcome)
+        self.table.finish(outcome)
+        better = outcome.state == "COMPLETE" and (self.best is None or outcome.value > self.best[0])
+        if better:
+            self.best = (outcome.value, outcome.number)
+        return better
+
+    def reporter(self, trial):
+        """``report(epoch, value)`` of a trial run in this process: Optuna's report and prune."""
+        def report(epoch: int, value: float) -> bool:
+            self.table.epoch(trial.number, epoch, value)
+            trial.report(value, epoch)
+            return trial.should_prune()
+
+        return report
+
+    def sequential(self):
+        """Trials one after another on this process's device; returns the best fitted Recommender."""
+        best_model = None
+        while self.can_start() or (best_model is None and self.started == 0):
+            trial, plan, params = self.ask(self.common["device"])
+            model, outcome = fit_trial(params, self.train, self.validation, number=trial.number,
+                                       recipe=plan.recipe, values=plan.values, time_left=self.time_left(),
+                                       report=self.reporter(trial), finish_first_epoch=best_model is None)
+            if self.tell(trial, outcome):
+                best_model = model
+            del model
+        return best_model
+
+
+def _result(run: Run, model, device, devices):
+    """The best Recommender with best_params_, best_score_, trials_ and study_."""
+    if model is None:
+        errors = sorted({o.error for o in run.outcomes if o.error})
+        why = f"; the trials failed with: {' | '.join(errors[:3])}" if errors else ""
+        raise UsageError(f"destiny.tune completed no trial within its budget of {run.clock.end - run.clock.start:g} "
+                         f"s ({len(run.outcomes)} started){why}; give a larger budget_s or fewer max_epochs")
+    params = {**model.get_params(), **run.params[run.best[1]]}  # the trial's config dict, not a NetworkConfig
+    params["epochs"] = int(model.best_epoch_)
+    params["device"] = _device_param(device, devices)
+    model.set_params(**params)
+    model.best_params_ = params
+    model.best_score_ = run.best[0]
+    model.best_trial_ = run.best[1]
+    model.trials_ = [o.as_dict() for o in sorted(run.outcomes, key=lambda o: o.number)]
+    model.study_ = run.study
+    return model
+
+
+def _held_out(validation, data):
+    from destiny.recommender import _as_dataset
+
+    if validation is None:
+        raise UsageError("destiny.tune scores every trial on held-out items: give validation= (the held-out items "
+                         "of the training users, one row per user in the same order)")
+    held = _as_dataset(validation, "validation")
+    if held.n_features > data.n_features:
+        raise UsageError(f"validation has {held.n_features:,} item columns but train {data.n_features:,}: give both "
+                         "with the same item columns")
+    if held.n_examples != data.n_examples:
+        raise UsageError(f"validation has {held.n_examples:,} rows but train {data.n_examples:,}: give the held-out "
+                         "items of the same users, one row per user in the same order (empty rows for users "
+                         "without held-out items)")
+    if held.nnz == 0:
+        raise UsageError("validation holds no items: nothing to score the trials on")
+    return held.replace(dims=(data.n_features,)) if held.n_features < data.n_features else held
+
+
+def resolve_devices(device) -> list[str]:
+    """The devices trials run on: one, or several for parallel trials (a list, or "cuda" with
+    several GPUs)."""
+    from destiny.backend import resolve_device
+
+    if device is None or isinstance(device, str):
+        name = "auto" if device is None else device
+        if name == "cuda":
+            import torch
+
+            count = torch.cuda.device_count()
+            if count > 1:
+                return [f"cuda:{i}" for i in range(count)]
+        return [str(resolve_device(name))]
+    devices = [str(resolve_device(d)) for d in device]
+    if not devices:
+        raise UsageError("device: give at least one device")
+    return devices
+
+
+def _device_param(device, devices: list[str]) -> str:
+    """best_params_'s device: what the caller asked for (one device), or the devices' kind."""
+    if isinstance(device, str):
+        return device
+    if device is None:
+        return "auto"
+    kinds = {d.split(":")[0] for d in devices}
+    return kinds.pop() if len(kinds) == 1 else devices[0]
+
+
+def _memory(device: str) -> int | None:
+    """Bytes a trial may use on ``device`` for an items × items matrix: 90% of the GPU's
+    memory, half the host's on the CPU (None: unknown)."""
+    import os
+
+    if device.startswith("cuda"):
+        import torch
+
+        return int(0.9 * torch.cuda.get_device_properties(torch.device(device)).total_memory)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _study(optuna, seed: int, pruner):
+    """A maximising study with a seeded TPE sampler (multivariate, grouped: the space is
+    conditional on the recipe) and the pruner asked for."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    if pruner is True:
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=10)
+    elif pruner is False or pruner is None:
+        pruner = optuna.pruners.NopPruner()
+    return optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+
+
+@contextlib.contextmanager
+def _quiet_optuna(optuna):
+    """Optuna's per-trial log lines off (the table says it) and its experimental warnings."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
+def _positive(value, what: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not math.isfinite(v) or v <= 0:
+        raise UsageError(f"{what} must be a positive number of seconds; got {value!r}")
+    return v

@@ -1,0 +1,216 @@
+"""The search space of ``destiny.tune``: one table of recipes and their ranges.
+
+``SPACE`` maps a recipe (``destiny.recipes``) to its parameters, each a range (``Float``,
+``Int``) or a set of values (``Choice``) with the value its first trial uses (``default``).
+A trial first picks a recipe, then samples that recipe's parameters only (a conditional,
+define-by-run space; Optuna names them ``recipe.param`` so that recipes never share a
+distribution). Change a range here, or pass ``space=`` to ``destiny.tune``.
+
+What a parameter name sets:
+
+- ``alpha``, ``batch_size``, ``lam``, ``optimizer``: ``destiny.Recommender``'s arguments;
+- ``lam_n``: the L2 ``lam`` in EASE's units, λ' = n_users · lam (so one range fits every data
+  set: ``lam = lam_n / n_users``);
+- ``anneal_epochs``: the KL annealing of ``mult_vae`` in epochs (``anneal_steps`` = anneal_epochs
+  × the updates an epoch, ⌈n_users / batch_size⌉);
+- anything else: a keyword argument of the recipe's builder (``hidden``, ``dropout``, ``beta``, …).
+
+``START`` lists the points tried first, in order (``study.enqueue_trial``): each recipe's
+defaults, best first. Measured winners go there (or into the defaults) as they come in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from destiny.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Float:
+    """A float in [low, high] (log: sampled on a log scale)."""
+
+    low: float
+    high: float
+    default: float
+    log: bool = False
+
+    def suggest(self, trial, name: str) -> float:
+        return trial.suggest_float(name, self.low, self.high, log=self.log)
+
+
+@dataclass(frozen=True)
+class Int:
+    """An integer in [low, high] (log: sampled on a log scale)."""
+
+    low: int
+    high: int
+    default: int
+    log: bool = False
+
+    def suggest(self, trial, name: str) -> int:
+        return trial.suggest_int(name, self.low, self.high, log=self.log)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of ``options``."""
+
+    options: tuple
+    default: Any
+
+    def suggest(self, trial, name: str):
+        return trial.suggest_categorical(name, list(self.options))
+
+
+Dist = Float | Int | Choice
+
+ALPHA = Float(1e-4, 1e-2, 1e-3, log=True)
+BATCH = Choice((128, 256, 512, 1024), 512)
+
+# recipe → parameter → range. The defaults are the papers' settings (Liang et al. 2018 for
+# Mult-DAE/VAE, Steck 2019 for EASE) and issue 18's plain-PyTorch autoencoder.
+SPACE: dict[str, dict[str, Dist]] = {
+    "mult_vae": {
+        "hidden": Int(200, 1000, 600, log=True),
+        "latent": Int(50, 400, 200, log=True),
+        "dropout": Float(0.2, 0.8, 0.5),
+        "beta": Float(0.05, 1.0, 0.2, log=True),
+        "anneal_epochs": Float(5.0, 200.0, 40.0, log=True),
+        "alpha": ALPHA,
+        "batch_size": BATCH,
+    },
+    "mult_dae": {
+        "hidden": Int(200, 1000, 600, log=True),
+        "dropout": Float(0.2, 0.8, 0.5),
+        "lam": Float(1e-6, 1e-1, 1e-2, log=True),
+        "alpha": ALPHA,
+        "batch_size": BATCH,
+    },
+    "sigmoid_autoencoder": {
+        "hidden": Int(128, 1024, 512, log=True),
+        "denoising": Float(0.0, 0.5, 0.2),
+        "alpha": ALPHA,
+        "batch_size": BATCH,
+    },
+    "ease_network": {
+        "lam_n": Float(10.0, 10_000.0, 500.0, log=True),
+        "dropout": Float(0.0, 0.5, 0.0),
+        "alpha": Float(1e-4, 3e-2, 3e-3, log=True),
+        "batch_size": BATCH,
+    },
+    "hybrid": {
+        "hidden": Int(200, 1000, 600, log=True),
+        "dropout": Float(0.2, 0.8, 0.5),
+        "lam_n": Float(1e-2, 1e3, 1.0, log=True),
+        "alpha": ALPHA,
+        "batch_size": BATCH,
+    },
+}
+
+START: list[dict[str, Any]] = [{"recipe": name} for name in
+                               ("mult_vae", "mult_dae", "sigmoid_autoencoder", "ease_network", "hybrid")]
+"""Points tried first: a recipe and any of its parameters (the rest at their defaults)."""
+
+FIT_KEYS = ("alpha", "batch_size", "lam", "optimizer")  # Recommender's arguments
+FIXED = {"optimizer": "adam"}  # every trial's Recommender arguments that are not searched
+ITEM_MATRIX = ("ease_network", "hybrid")  # recipes holding an items × items matrix
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One trial's choices: the recipe, the sampled values (by the table's names), the network
+    (DSSTNE JSON dict) and the other ``Recommender`` arguments."""
+
+    recipe: str
+    values: dict
+    config: dict
+    fit: dict
+
+
+def check_space(space: Mapping[str, Mapping[str, Dist]]) -> None:
+    """UsageError for an unknown recipe, a default outside its range or an empty range."""
+    from destiny.recipes import RECIPES
+
+    for recipe, params in space.items():
+        if recipe not in RECIPES:
+            raise UsageError(f"the search space names recipe {recipe!r}; the recipes are {', '.join(RECIPES)}")
+        for name, dist in params.items():
+            where = f"space[{recipe!r}][{name!r}]"
+            if isinstance(dist, Choice):
+                if dist.default not in dist.options:
+                    raise UsageError(f"{where}: the default {dist.default!r} is not one of {dist.options}")
+            elif not isinstance(dist, (Float, Int)):
+                raise UsageError(f"{where} must be a Float, Int or Choice of destiny.tune.space; got {dist!r}")
+            elif not dist.low <= dist.default <= dist.high or (dist.log and dist.low <= 0):
+                raise UsageError(f"{where}: need low ≤ default ≤ high (and low > 0 on a log scale); got {dist}")
+
+
+def suggest(trial, space: Mapping[str, Mapping[str, Dist]], recipes: Sequence[str], n_users: int) -> Plan:
+    """The Plan of an Optuna trial: a recipe among ``recipes``, then its parameters."""
+    recipe = trial.suggest_categorical("recipe", list(recipes))
+    values = {name: dist.suggest(trial, f"{recipe}.{name}") for name, dist in space[recipe].items()}
+    return realize(recipe, values, n_users)
+
+
+def realize(recipe: str, values: Mapping[str, Any], n_users: int) -> Plan:
+    """The network and Recommender arguments of a recipe's values (the module docstring's rules)."""
+    from destiny.recipes import recipe as build
+
+    fit, kwargs = dict(FIXED), {}
+    for name, value in values.items():
+        if name in FIT_KEYS:
+            fit[name] = value
+        elif name == "lam_n":
+            fit["lam"] = float(value) / max(n_users, 1)
+        elif name != "anneal_epochs":
+            kwargs[name] = value
+    if "anneal_epochs" in values:
+        per_epoch = math.ceil(n_users / int(fit.get("batch_size", 256)))
+        kwargs["anneal_steps"] = max(1, round(float(values["anneal_epochs"]) * per_epoch))
+    return Plan(recipe, dict(values), build(recipe, **kwargs), fit)
+
+
+def start_points(space: Mapping[str, Mapping[str, Dist]], recipes: Sequence[str],
+                 start: Sequence[Mapping[str, Any]] = START) -> list[dict[str, Any]]:
+    """Optuna parameter dicts (``recipe.param`` names) of the START points among ``recipes``:
+    each point's values over its recipe's defaults."""
+    points = []
+    for point in start:
+        recipe = point["recipe"]
+        if recipe not in recipes:
+            continue
+        values = {name: dist.default for name, dist in space[recipe].items()}
+        values.update({k: v for k, v in point.items() if k != "recipe" and k in values})
+        points.append({"recipe": recipe, **{f"{recipe}.{k}": v for k, v in values.items()}})
+    return points
+
+
+def item_matrix_bytes(n_items: int) -> int:
+    """Memory an items × items matrix takes while training with Adam: weights, gradient, two
+    moments and the best epoch's copy (5 × 4 bytes an entry)."""
+    return 20 * n_items * n_items
+
+
+def available(recipes: Sequence[str], n_items: int, memory: int | None) -> tuple[list[str], list[str]]:
+    """(recipes that fit, reasons for those left out): the items × items recipes need
+    ``item_matrix_bytes`` within ``memory`` (None: no limit)."""
+    kept, dropped = [], []
+    for recipe in recipes:
+        need = item_matrix_bytes(n_items)
+        if recipe in ITEM_MATRIX and memory is not None and need > memory:
+            dropped.append(f"{recipe} (its {n_items:,} × {n_items:,} matrix needs about {need / 2**30:.1f} GiB "
+                           f"to train, more than the {memory / 2**30:.1f} GiB available)")
+        else:
+            kept.append(recipe)
+    return kept, dropped
+
+
+def describe(values: Mapping[str, Any]) -> str:
+    """A short text of a trial's values: "hidden 600, dropout 0.5, alpha 0.001"."""
+    def fmt(v):
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    return ", ".join(f"{k} {fmt(v)}" for k, v in values.items())

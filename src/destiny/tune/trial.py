@@ -1,0 +1,140 @@
+"""One trial of ``destiny.tune``: a ``Recommender`` fitted on the training split with early
+stopping on the validation split, under a time limit and a pruner.
+
+``fit_trial`` builds the network and the Trainer as ``Recommender.fit(train, validation=…)``
+does (a test checks that both give the same network) and adds two Trainer hooks:
+
+- after each epoch (``Trainer.callbacks``): the monitored metric goes to ``report(epoch,
+  value)`` (Optuna's ``trial.report`` and ``should_prune``; True stops the trial as pruned);
+  the trial also stops when the next epoch, as long as the last one, would end after its
+  deadline. Either way the Trainer ends on its best validated epoch's weights.
+- after each batch (``Trainer.batch_callbacks``): past the deadline the epoch is abandoned
+  (``_OutOfTime``) and the best validated epoch's weights are put back; a trial that has no
+  validated epoch yet is then dropped — unless ``finish_first_epoch`` (the run has no model
+  yet), which lets its first epoch end whatever the clock says.
+
+A time check is a ``time.monotonic()`` call on the host: no device sync.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+
+@dataclass
+class Outcome:
+    """What one trial did (a row of ``trials_``). state: Optuna's COMPLETE, PRUNED or FAIL;
+    stopped: why training ended ("epochs", "patience", "pruned", "budget", "error"); value:
+    the monitored metric at the best epoch; metrics: the validation metrics of that epoch;
+    epochs: epochs trained; seconds: the trial's wall time, setup included."""
+
+    number: int
+    recipe: str
+    params: dict
+    state: str = "RUNNING"
+    stopped: str = ""
+    best_epoch: int | None = None
+    epochs: int = 0
+    value: float | None = None
+    metrics: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str | None = None
+    device: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class _OutOfTime(Exception):
+    """Raised by the batch hook past the deadline; caught by ``fit_trial``."""
+
+
+class _Watch:
+    """The Trainer hooks of one trial (module docstring)."""
+
+    def __init__(self, deadline: float, report: Callable[[int, float], bool] | None, finish_first_epoch: bool):
+        self.deadline, self.report, self.finish_first_epoch = deadline, report, finish_first_epoch
+        self.last = time.monotonic()
+        self.pruned = self.out_of_time = False
+
+    def after_epoch(self, result, trainer) -> None:
+        now = time.monotonic()
+        epoch_s, self.last = now - self.last, now
+        value = trainer.stopping.value(result)
+        if value is not None and self.report is not None and self.report(result.epoch, value):
+            self.pruned = trainer.stopping.should_stop = True
+        if now + epoch_s > self.deadline:  # the next epoch would end past the deadline
+            self.out_of_time = trainer.stopping.should_stop = True
+
+    def after_batch(self, trainer, epoch: int, batches: int) -> None:
+        if time.monotonic() <= self.deadline:
+            return
+        if self.finish_first_epoch and trainer.stopping.best_epoch is None:
+            return
+        self.out_of_time = True
+        raise _OutOfTime()
+
+
+def fit_trial(params: dict, train, validation, *, number: int, recipe: str, values: dict, time_left: float,
+              report: Callable[[int, float], bool] | None = None, finish_first_epoch: bool = False):
+    """(fitted Recommender or None, Outcome) of ``Recommender(**params)`` trained on ``train``
+    with early stopping on ``validation`` (SparseDatasets of the same users), for at most
+    ``time_left`` seconds. The Recommender is None unless the trial has a validated epoch and
+    was not pruned; it holds its best epoch's weights, ``history_`` and ``best_epoch_``."""
+    from destiny.nn.network import Network
+    from destiny.recommender import Recommender
+    from destiny.train.optimizers import Hyperparameters
+    from destiny.train.trainer import Trainer
+
+    started = time.monotonic()
+    outcome = Outcome(number, recipe, dict(values), device=str(params.get("device", "")))
+    watch = _Watch(started + max(time_left, 0.0), report, finish_first_epoch)
+    model = Recommender(**params)
+    trainer = None
+    try:  # Recommender.fit(train, validation=validation) with the watch's hooks
+        config, inp, out = model._network_config()
+        network = Network.from_config(config, {inp.dataset: train.dims, out.dataset: train.dims}, seed=model.seed)
+        rows = train.replace(name=inp.dataset)
+        sets = {inp.dataset: rows, out.dataset: train.replace(name=out.dataset)}
+        check, validator = model._validation(validation, train, rows, inp, out)
+        trainer = Trainer(network, model.optimizer,
+                          Hyperparameters(alpha=model.alpha, lam=model.lam, mu=model.mu, mu1=model.mu1),
+                          batch_size=model.batch_size, seed=model.seed, device=model.device, progress=False,
+                          precision=model.precision, validator=validator, monitor=model.monitor,
+                          patience=model.patience, callbacks=[watch.after_epoch])
+        trainer.batch_callbacks.append(watch.after_batch)
+        try:
+            trainer.fit(sets, model.epochs, check)
+        except _OutOfTime:
+            trainer.stopping.restore(network)
+    except Exception as exc:  # noqa: BLE001 — a failed trial is a result (NaN, out of memory, bad settings)
+        outcome.state, outcome.stopped = "FAIL", "error"
+        outcome.error = f"{type(exc).__name__}: {exc}"
+        outcome.epochs = trainer.epoch if trainer is not None else 0
+        outcome.seconds = time.monotonic() - started
+        return None, outcome
+    stopping = trainer.stopping
+    outcome.epochs = trainer.epoch
+    outcome.best_epoch = stopping.best_epoch
+    outcome.seconds = time.monotonic() - started
+    if stopping.best_epoch is not None:
+        outcome.value = float(stopping.best)
+        outcome.metrics = next((dict(r.metrics) for r in trainer.history if r.epoch == stopping.best_epoch), {})
+    if watch.pruned:
+        outcome.state, outcome.stopped = "PRUNED", "pruned"
+    elif outcome.value is None or not math.isfinite(outcome.value):
+        outcome.state, outcome.stopped = "PRUNED", "budget" if watch.out_of_time else "epochs"
+    else:
+        outcome.state = "COMPLETE"
+        outcome.stopped = "budget" if watch.out_of_time else "patience" if stopping.should_stop else "epochs"
+    if outcome.state != "COMPLETE":
+        return None, outcome
+    model.network_ = network
+    model.n_items_ = train.n_features
+    model.n_users_ = train.n_examples
+    model.history_ = [r.as_dict() for r in trainer.history]
+    model.best_epoch_ = stopping.best_epoch
+    return model, outcome

@@ -1,0 +1,55 @@
+"""destiny.tune.space: the table, its checks and how sampled values become a Recommender."""
+
+from __future__ import annotations
+
+import pytest
+
+from destiny.config import config_from_json
+from destiny.errors import UsageError
+from destiny.tune import space
+from destiny.tune.space import Choice, Float, Int
+
+
+def test_the_table_is_valid_and_every_default_builds():
+    space.check_space(space.SPACE)
+    for recipe, params in space.SPACE.items():
+        plan = space.realize(recipe, {k: d.default for k, d in params.items()}, n_users=6040)
+        config_from_json(plan.config, source=recipe)
+        assert plan.fit["optimizer"] == "adam" and plan.fit["alpha"] > 0 and plan.fit["batch_size"] >= 128
+    assert [p["recipe"] for p in space.START] == list(space.SPACE)  # every recipe's defaults tried, once
+
+
+def test_derived_parameters():
+    plan = space.realize("ease_network", {"lam_n": 500.0, "alpha": 0.01, "batch_size": 256}, n_users=1000)
+    assert plan.fit == {"optimizer": "adam", "lam": 0.5, "alpha": 0.01, "batch_size": 256}
+    plan = space.realize("mult_vae", {"hidden": 100, "latent": 20, "anneal_epochs": 2.5, "batch_size": 500},
+                         n_users=1001)  # 3 updates an epoch
+    assert plan.config["KL"]["AnnealSteps"] == 8 and plan.fit["batch_size"] == 500
+    assert plan.config["Layers"][2]["N"] == 20 and "anneal_epochs" not in plan.fit
+
+
+def test_start_points_fill_in_defaults():
+    table = {"mult_dae": {"hidden": Int(10, 100, 50), "alpha": Float(1e-4, 1e-2, 1e-3, log=True)},
+             "ease_network": {"lam_n": Float(1.0, 10.0, 2.0)}}
+    points = space.start_points(table, ["mult_dae"], [{"recipe": "ease_network"}, {"recipe": "mult_dae", "hidden": 20},
+                                                      {"recipe": "mult_dae"}])
+    assert points == [{"recipe": "mult_dae", "mult_dae.hidden": 20, "mult_dae.alpha": 1e-3},
+                      {"recipe": "mult_dae", "mult_dae.hidden": 50, "mult_dae.alpha": 1e-3}]
+
+
+@pytest.mark.parametrize("table, match", [
+    ({"vae": {}}, "recipe 'vae'"),
+    ({"mult_dae": {"hidden": Int(10, 100, 500)}}, r"space\['mult_dae'\]\['hidden'\]"),
+    ({"mult_dae": {"alpha": Float(0.0, 1.0, 0.5, log=True)}}, "log scale"),
+    ({"mult_dae": {"batch_size": Choice((64, 128), 100)}}, "not one of"),
+    ({"mult_dae": {"hidden": (10, 100)}}, "Float, Int or Choice"),
+])
+def test_bad_tables(table, match):
+    with pytest.raises(UsageError, match=match):
+        space.check_space(table)
+
+
+def test_item_matrix_recipes_need_their_memory():
+    kept, dropped = space.available(["mult_vae", "ease_network", "hybrid"], 10_000, memory=2**30)
+    assert kept == ["mult_vae"] and len(dropped) == 2 and "1.9 GiB" in dropped[0]  # 20 bytes × 10,000²
+    assert space.available(["ease_network"], 10_000, memory=None) == (["ease_network"], [])

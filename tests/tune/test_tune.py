@@ -1,0 +1,171 @@
+"""destiny.tune: the search, its result, its determinism, its budget and its errors."""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+
+import optuna
+import pytest
+
+import destiny
+from destiny.errors import UsageError
+from destiny.tune.space import Choice, Float, Int
+
+from .conftest import TINY_SPACE, fingerprint, split
+
+
+def _tune(data, **kwargs):
+    options = {"budget_s": 120, "device": "cpu", "n_trials": 4, "max_epochs": 6, "patience": 2, "space": TINY_SPACE,
+               "progress": False, **kwargs}
+    return destiny.tune(data[0], data[1], **options)
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny_split):
+    return _tune(tiny_split)
+
+
+def test_the_result(tuned, tiny_split):
+    train, validation = tiny_split
+    assert isinstance(tuned, destiny.Recommender) and destiny.tune.tune is not destiny.tune
+    trials = tuned.trials_
+    assert [t["number"] for t in trials] == [0, 1, 2, 3]
+    # the first trials are each recipe's defaults, in the table's order
+    assert [t["recipe"] for t in trials[:3]] == ["mult_vae", "mult_dae", "ease_network"]
+    assert trials[1]["params"] == {k: d.default for k, d in TINY_SPACE["mult_dae"].items()}
+    complete = [t for t in trials if t["state"] == "COMPLETE"]
+    best = max(complete, key=lambda t: t["value"])
+    assert tuned.best_trial_ == best["number"] and tuned.best_score_ == best["value"]
+    for t in trials:
+        assert t["seconds"] > 0 and t["device"] == "cpu" and 1 <= t["epochs"] <= 6
+        assert set(t) >= {"number", "params", "recipe", "best_epoch", "metrics", "seconds", "state"}
+    assert set(best["metrics"]) >= {"ndcg@100", "precision@10"}
+    assert best["metrics"]["ndcg@100"] == tuned.best_score_
+    # the Recommender's own parameters are best_params_, epochs the best epoch
+    params = tuned.best_params_
+    assert tuned.get_params() == params and params["epochs"] == best["best_epoch"] == tuned.best_epoch_
+    assert isinstance(params["config"], dict) and params["device"] == "cpu" and params["seed"] == 0
+    assert len(tuned.study_.trials) == 4
+    # its validation metric is the one the trial reported, and a refit repeats the network
+    scores = tuned.evaluate(validation, train, k=[10, 100])
+    assert scores[100]["ndcg"] == pytest.approx(tuned.best_score_, abs=1e-9)
+    again = destiny.Recommender(**params).fit(train)
+    assert fingerprint(again) == fingerprint(tuned)
+
+
+def test_same_seed_same_result(tuned, tiny_split):
+    other = _tune(tiny_split)
+    assert other.best_params_ == tuned.best_params_ and fingerprint(other) == fingerprint(tuned)
+    assert [(t["params"], t["value"], t["best_epoch"]) for t in other.trials_] == \
+        [(t["params"], t["value"], t["best_epoch"]) for t in tuned.trials_]
+
+
+def test_another_seed_samples_other_settings(tuned, tiny_split):
+    other = _tune(tiny_split, seed=1, n_trials=5, start=[])
+    assert [t["params"] for t in other.trials_] != [t["params"] for t in tuned.trials_]
+
+
+def test_the_budget(tiny_split):
+    """A budget of 3 s with trials that could train for minutes: the call returns in time,
+    the last trial stopped by the budget with its best epoch so far."""
+    _tune(tiny_split, n_trials=1, max_epochs=1)  # imports and first calls out of the timing
+    start = time.monotonic()
+    model = _tune(tiny_split, budget_s=3.0, n_trials=None, max_epochs=10_000, patience=None)
+    elapsed = time.monotonic() - start
+    assert elapsed < 3.0 + 1.0
+    assert model.trials_[-1]["stopped"] == "budget"
+    assert all(t["stopped"] in ("budget", "pruned") for t in model.trials_)
+    assert model.best_epoch_ >= 1 and model.best_params_["epochs"] == model.best_epoch_
+
+
+class _PruneLater(optuna.pruners.BasePruner):
+    """Prunes every trial but the first at its third epoch."""
+
+    def prune(self, study, trial) -> bool:
+        return trial.number > 0 and trial.last_step is not None and trial.last_step >= 3
+
+
+def test_pruned_and_failed_trials(tiny_split):
+    space = {**TINY_SPACE, "sigmoid_autoencoder": {"hidden": Int(8, 16, 8), "batch_size": Choice((0,), 0)}}
+    model = _tune(tiny_split, n_trials=4, space=space, max_epochs=8, patience=None, pruner=_PruneLater())
+    states = [(t["recipe"], t["state"], t["stopped"], t["epochs"]) for t in model.trials_]
+    assert states[0] == ("mult_vae", "COMPLETE", "epochs", 8)
+    assert states[1] == ("mult_dae", "PRUNED", "pruned", 3) and states[3] == ("ease_network", "PRUNED", "pruned", 3)
+    assert states[2] == ("sigmoid_autoencoder", "FAIL", "error", 0) and "batch size" in model.trials_[2]["error"]
+    assert model.best_trial_ == 0
+    assert [t.state.name for t in model.study_.trials] == ["COMPLETE", "PRUNED", "FAIL", "PRUNED"]
+
+
+def test_the_default_pruner_is_the_median_pruner(tuned):
+    assert isinstance(tuned.study_.pruner, optuna.pruners.MedianPruner)
+    assert isinstance(tuned.study_.sampler, optuna.samplers.TPESampler)
+
+
+def test_the_live_table(tiny_split):
+    from rich.console import Console
+
+    from destiny.tune.table import TrialTable
+
+    stream = io.StringIO()
+    with TrialTable(True, console=Console(file=stream, width=160, force_terminal=False)) as table:
+        run = _tune(tiny_split, n_trials=2)
+        for t in run.trials_:
+            table.start(t["number"], t["recipe"], t["params"], "cpu")
+            table.epoch(t["number"], 1, 0.1)
+        for t in run.trials_:
+            from destiny.tune.trial import Outcome
+
+            table.finish(Outcome(**t))
+    text = stream.getvalue()
+    for word in ("trial", "recipe", "ndcg@100", "P@10", "best", "mult_vae", "mult_dae", "H 16", "α 3e-03", "p .5"):
+        assert word in text
+    assert f"{run.best_score_:.4f}" in text
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"budget_s": 0}, "budget_s must be a positive"),
+    ({"budget_s": float("nan")}, "budget_s must be a positive"),
+    ({"n_trials": 0}, "n_trials must be a positive"),
+    ({"max_epochs": 0}, "max_epochs must be a positive"),
+    ({"recipes": ["hybrid"]}, "recipe 'hybrid' is not in the search space"),
+    ({"space": {"mult_dae": {"hidden": Float(1.0, 2.0, 3.0)}}}, "low ≤ default ≤ high"),
+])
+def test_bad_arguments(kwargs, match, tiny_split):
+    with pytest.raises(UsageError, match=match):
+        _tune(tiny_split, **kwargs)
+
+
+def test_bad_data(tiny_split):
+    train, validation = tiny_split
+    with pytest.raises(UsageError, match="validation has 299 rows but train 300"):
+        destiny.tune(train, validation[:299], budget_s=5)
+    wider = split(users=300, items=250)[1]
+    with pytest.raises(UsageError, match="250 item columns but train 200"):
+        destiny.tune(train, wider, budget_s=5)
+    with pytest.raises(UsageError, match="give validation="):
+        destiny.tune(train, None, budget_s=5)
+    with pytest.raises(UsageError, match="holds no items"):
+        destiny.tune(train, validation * 0, budget_s=5)
+
+
+def test_without_optuna(tiny_split, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    with pytest.raises(UsageError, match=r"pip install 'destiny\[tune\]'"):
+        _tune(tiny_split)
+
+
+@pytest.mark.slow
+def test_two_devices_run_trials_in_parallel(tiny_split):
+    """Two worker processes on the CPU stand for two GPUs: every trial runs on one of them,
+    the study sees them all, and the winner (trained in a worker, written, loaded back) is
+    repeated by a plain fit."""
+    model = _tune(tiny_split, device=["cpu", "cpu"], n_trials=4)
+    assert sorted(t["number"] for t in model.trials_) == [0, 1, 2, 3]
+    assert all(t["state"] in ("COMPLETE", "PRUNED") for t in model.trials_)
+    assert len(model.study_.trials) == 4 and model.best_params_["device"] == "cpu"
+    assert model.history_ and model.best_epoch_ == model.best_params_["epochs"]
+    again = destiny.Recommender(**model.best_params_).fit(tiny_split[0])
+    assert fingerprint(again) == fingerprint(model)
+    assert model.evaluate(tiny_split[1], tiny_split[0], k=100)[100]["ndcg"] == pytest.approx(model.best_score_)
