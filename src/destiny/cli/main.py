@@ -24,6 +24,7 @@ COMMANDS = (
     "fingerprint",
     "quickstart",
     "plot",
+    "tune",
 )
 
 
