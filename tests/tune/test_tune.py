@@ -74,7 +74,7 @@ def test_the_budget(tiny_split):
     start = time.monotonic()
     model = _tune(tiny_split, budget_s=3.0, n_trials=None, max_epochs=10_000, patience=None)
     elapsed = time.monotonic() - start
-    assert elapsed < 3.0 + 1.0
+    assert elapsed < 3.0 + 1.5  # one batch or one validation past the deadline at most
     assert model.trials_[-1]["stopped"] == "budget"
     assert all(t["stopped"] in ("budget", "pruned") for t in model.trials_)
     assert model.best_epoch_ >= 1 and model.best_params_["epochs"] == model.best_epoch_

@@ -22,7 +22,7 @@ import os
 import queue
 import tempfile
 
-from destiny.tune.trial import Outcome, fit_trial
+from destiny.tune.trial import Outcome, fit_trial, free_memory
 
 _POLL_S = 0.2  # how often the parent checks on dead workers while waiting
 
@@ -59,6 +59,7 @@ def _worker(wid: int, device: str, threads: int | None, train, validation, tasks
             model.save(path)
         results.put(("saved", wid, number))
         del model
+        free_memory(device)
 
 
 class _Pool:

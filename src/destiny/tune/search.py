@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 from destiny.errors import UsageError
 from destiny.tune.space import SPACE, START, available, check_space, start_points, suggest
 from destiny.tune.table import TrialTable
-from destiny.tune.trial import Outcome, fit_trial
+from destiny.tune.trial import Outcome, fit_trial, free_memory
 
 
 def _optuna():
@@ -112,10 +112,14 @@ class Run:
         self.params: dict[int, dict] = {}  # trial number → its Recommender arguments
 
     def can_start(self) -> bool:
-        """Another trial may start: under n_trials, and budget left (or no model yet)."""
+        """Another trial may start: under n_trials, with budget left, and — once a trial has
+        a model — enough left for the quickest first validated epoch seen so far (a trial
+        that cannot reach one would be dropped at the deadline)."""
         if self.n_trials is not None and self.started >= self.n_trials:
             return False
-        return self.clock.left() > 0
+        left = self.clock.left()
+        firsts = [o.first_epoch_seconds for o in self.outcomes if o.first_epoch_seconds is not None]
+        return left > 0 and (self.best is None or not firsts or left >= min(firsts))
 
     def time_left(self) -> float:
         left = self.clock.left()
@@ -157,15 +161,20 @@ class Run:
 
     def sequential(self):
         """Trials one after another on this process's device; returns the best fitted Recommender."""
+        device = self.common["device"]
         best_model = None
         while self.can_start() or (best_model is None and self.started == 0):
-            trial, plan, params = self.ask(self.common["device"])
+            trial, plan, params = self.ask(device)
             model, outcome = fit_trial(params, self.train, self.validation, number=trial.number,
                                        recipe=plan.recipe, values=plan.values, time_left=self.time_left(),
                                        report=self.reporter(trial), finish_first_epoch=best_model is None)
             if self.tell(trial, outcome):
                 best_model = model
+                best_model.network_.to("cpu")  # parked in host memory while other trials use the device
             del model
+            free_memory(device)
+        if best_model is not None:
+            best_model.network_.to(device)
         return best_model
 
 

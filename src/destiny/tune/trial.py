@@ -43,6 +43,7 @@ class Outcome:
     seconds: float = 0.0
     error: str | None = None
     device: str = ""
+    first_epoch_seconds: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -57,12 +58,15 @@ class _Watch:
 
     def __init__(self, deadline: float, report: Callable[[int, float], bool] | None, finish_first_epoch: bool):
         self.deadline, self.report, self.finish_first_epoch = deadline, report, finish_first_epoch
-        self.last = time.monotonic()
+        self.start = self.last = time.monotonic()
         self.pruned = self.out_of_time = False
+        self.first_epoch_s: float | None = None
 
     def after_epoch(self, result, trainer) -> None:
         now = time.monotonic()
         epoch_s, self.last = now - self.last, now
+        if self.first_epoch_s is None and result.metrics:
+            self.first_epoch_s = now - self.start
         value = trainer.stopping.value(result)
         if value is not None and self.report is not None and self.report(result.epoch, value):
             self.pruned = trainer.stopping.should_stop = True
@@ -117,6 +121,7 @@ def fit_trial(params: dict, train, validation, *, number: int, recipe: str, valu
         outcome.seconds = time.monotonic() - started
         return None, outcome
     stopping = trainer.stopping
+    outcome.first_epoch_seconds = watch.first_epoch_s
     outcome.epochs = trainer.epoch
     outcome.best_epoch = stopping.best_epoch
     outcome.seconds = time.monotonic() - started
@@ -138,3 +143,16 @@ def fit_trial(params: dict, train, validation, *, number: int, recipe: str, valu
     model.history_ = [r.as_dict() for r in trainer.history]
     model.best_epoch_ = stopping.best_epoch
     return model, outcome
+
+
+def free_memory(device: str) -> None:
+    """Give back what a finished trial held: its Trainer's reference cycles (step runner,
+    captured CUDA graph, optimizer state) are collected, and the CUDA caching allocator
+    returns their blocks, so that the next trial has the whole GPU."""
+    import gc
+
+    gc.collect()
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
