@@ -49,6 +49,8 @@ class TrialTable:
         if self._live is not None:
             self._live.update(self._render())
             self._live.__exit__(*exc)
+            if not self._live.console.is_terminal:  # Live leaves its last line open there
+                self._live.console.line()
             self._live = None
         return False
 
