@@ -21,7 +21,7 @@ import triton.language as tl
 
 from destiny.backend import TRITON_INTERPRET
 
-TWO_PI = 6.283185307179586  # 2.0 * math.pi, as the reference computes it in float64
+TWO_PI = tl.constexpr(6.283185307179586)  # 2.0 * math.pi, as the reference computes it in float64 (a constexpr: a jit function reads no plain globals)
 
 
 @triton.jit
