@@ -15,6 +15,8 @@ from destiny.io.network_file import read_network
 
 from .conftest import fingerprint, split
 
+pytest.importorskip("optuna")
+
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):

@@ -11,7 +11,7 @@ import pytest
 
 import destiny
 from destiny import recipes
-from destiny.config import Activation, ErrorFunction, config_from_json, loads_config
+from destiny.config import Activation, ErrorFunction, config_from_json
 from destiny.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -58,7 +58,7 @@ def test_the_best_epoch_is_repeatable(recipe, tiny_split):
 
 def test_the_deadline(tiny_split):
     train, validation = _data(tiny_split)
-    params = _params("mult_dae", train.n_examples, epochs=50, patience=None)
+    params = _params("mult_dae", train.n_examples, epochs=100_000, patience=None)
     # no time at all: the run's first trial still finishes its first epoch and keeps it
     model, outcome = fit_trial(params, train, validation, number=0, recipe="mult_dae", values={}, time_left=0.0,
                                finish_first_epoch=True)
@@ -71,7 +71,7 @@ def test_the_deadline(tiny_split):
     start = time.monotonic()
     model, outcome = fit_trial(params, train, validation, number=2, recipe="mult_dae", values={}, time_left=1.0)
     assert time.monotonic() - start < 1.5
-    assert outcome.stopped == "budget" and 1 <= outcome.epochs < 50
+    assert outcome.stopped == "budget" and 1 <= outcome.epochs < 100_000
     if outcome.state == "COMPLETE":
         assert model.best_epoch_ == outcome.best_epoch <= outcome.epochs
 

@@ -6,7 +6,6 @@ import io
 import sys
 import time
 
-import optuna
 import pytest
 
 import destiny
@@ -14,6 +13,8 @@ from destiny.errors import UsageError
 from destiny.tune.space import Choice, Float, Int
 
 from .conftest import TINY_SPACE, fingerprint, split
+
+optuna = pytest.importorskip("optuna")
 
 
 def _tune(data, **kwargs):
