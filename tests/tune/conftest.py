@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from destiny.tune.space import Choice, Float, Int
+
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+MULTI_GPU = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, GPU])]
 
 # every recipe, with widths and epochs small enough for a CPU test
 TINY_SPACE = {

@@ -12,17 +12,18 @@ from destiny.recommender import _as_dataset
 from destiny.tune.space import SPACE, realize
 from destiny.tune.trial import fit_trial
 
-from .conftest import fingerprint
+from .conftest import DEVICES, fingerprint
 
 SMALL = {"mult_vae": {"hidden": 16, "latent": 8, "anneal_epochs": 2.0},
          "mult_dae": {"hidden": 16}, "hybrid": {"hidden": 16}, "sigmoid_autoencoder": {"hidden": 16},
          "ease_network": {}}
 
 
-def _params(recipe: str, n_users: int, epochs: int, patience: int | None = 2, **values) -> dict:
+def _params(recipe: str, n_users: int, epochs: int, patience: int | None = 2, device: str = "cpu",
+            **values) -> dict:
     defaults = {k: d.default for k, d in SPACE[recipe].items()}
     plan = realize(recipe, {**defaults, **SMALL[recipe], "batch_size": 64, **values}, n_users)
-    return {**plan.fit, "config": plan.config, "epochs": epochs, "patience": patience, "device": "cpu", "seed": 5,
+    return {**plan.fit, "config": plan.config, "epochs": epochs, "patience": patience, "device": device, "seed": 5,
             "progress": False}
 
 
@@ -44,12 +45,14 @@ def test_a_trial_is_recommender_fit(tiny_split):
     assert outcome.metrics == plain.history_[plain.best_epoch_ - 1]["metrics"]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("recipe", sorted(SMALL))
-def test_the_best_epoch_is_repeatable(recipe, tiny_split):
+def test_the_best_epoch_is_repeatable(recipe, device, tiny_split):
     """Recommender(epochs=best epoch).fit(train) gives the trial's network: nothing in training
-    (KL annealing, schedules, noise streams) depends on the most epochs the trial could train."""
+    (KL annealing, schedules, noise streams, on the GPU the captured step) depends on the most
+    epochs the trial could train, nor on the validations between its epochs."""
     train, validation = _data(tiny_split)
-    params = _params(recipe, train.n_examples, epochs=12, patience=1, alpha=0.02)
+    params = _params(recipe, train.n_examples, epochs=12, patience=1, device=device, alpha=0.02)
     model, outcome = fit_trial(params, train, validation, number=0, recipe=recipe, values={}, time_left=1e9)
     assert outcome.state == "COMPLETE" and model.best_epoch_ == outcome.best_epoch
     again = destiny.Recommender(**{**params, "epochs": outcome.best_epoch}).fit(tiny_split[0])

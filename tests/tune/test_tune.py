@@ -12,7 +12,7 @@ import destiny
 from destiny.errors import UsageError
 from destiny.tune.space import Choice, Float, Int
 
-from .conftest import TINY_SPACE, fingerprint, split
+from .conftest import GPU, MULTI_GPU, TINY_SPACE, fingerprint, split
 
 optuna = pytest.importorskip("optuna")
 
@@ -170,3 +170,24 @@ def test_two_devices_run_trials_in_parallel(tiny_split):
     again = destiny.Recommender(**model.best_params_).fit(tiny_split[0])
     assert fingerprint(again) == fingerprint(model)
     assert model.evaluate(tiny_split[1], tiny_split[0], k=100)[100]["ndcg"] == pytest.approx(model.best_score_)
+
+
+@pytest.mark.gpu
+@GPU
+def test_on_the_gpu(tiny_split):
+    """On a GPU (CUDA graphs, fused kernels): the same seed gives the same search, and the
+    winner's refit repeats its network."""
+    first, second = _tune(tiny_split, device="cuda"), _tune(tiny_split, device="cuda")
+    assert first.best_params_ == second.best_params_ and first.best_params_["device"] == "cuda"
+    assert fingerprint(first) == fingerprint(second)
+    again = destiny.Recommender(**first.best_params_).fit(tiny_split[0])
+    assert fingerprint(again) == fingerprint(first)
+
+
+@pytest.mark.multigpu
+@MULTI_GPU
+def test_one_trial_a_gpu(tiny_split):
+    model = _tune(tiny_split, device="cuda", n_trials=6)
+    assert {t["device"] for t in model.trials_} >= {"cuda:0", "cuda:1"}
+    again = destiny.Recommender(**model.best_params_).fit(tiny_split[0])
+    assert fingerprint(again) == fingerprint(model)
