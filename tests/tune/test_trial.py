@@ -40,6 +40,7 @@ def test_a_trial_is_recommender_fit(tiny_split):
     plain = destiny.Recommender(**params).fit(tiny_split[0], validation=tiny_split[1])
     assert fingerprint(model) == fingerprint(plain) and model.best_epoch_ == plain.best_epoch_
     assert [h["metrics"] for h in model.history_] == [h["metrics"] for h in plain.history_]
+    assert {h["validation_error"] for h in model.history_} == {None}  # not computed: nothing follows it
     assert outcome.state == "COMPLETE" and outcome.stopped == "epochs" and outcome.epochs == 4
     assert outcome.value == max(h["metrics"]["ndcg@100"] for h in plain.history_)
     assert outcome.metrics == plain.history_[plain.best_epoch_ - 1]["metrics"]

@@ -2,7 +2,9 @@
 stopping on the validation split, under a time limit and a pruner.
 
 ``fit_trial`` builds the network and the Trainer as ``Recommender.fit(train, validation=…)``
-does (a test checks that both give the same network) and adds two Trainer hooks:
+does (a test checks that both give the same network), without the validation loss when a
+ranking metric is monitored (it changes no weight, and costs a forward pass over every user
+an epoch), and adds two Trainer hooks:
 
 - after each epoch (``Trainer.callbacks``): the monitored metric goes to ``report(epoch,
   value)`` (Optuna's ``trial.report`` and ``should_prune``; True stops the trial as pruned);
@@ -82,6 +84,13 @@ class _Watch:
         raise _OutOfTime()
 
 
+def _ranking_monitor(monitor: str) -> bool:
+    """Whether early stopping follows a ranking metric (not the validation loss)."""
+    from destiny.train.validation import LOSS_MONITOR, metric_name
+
+    return metric_name(monitor) != LOSS_MONITOR
+
+
 def fit_trial(params: dict, train, validation, *, number: int, recipe: str, values: dict, time_left: float,
               report: Callable[[int, float], bool] | None = None, finish_first_epoch: bool = False):
     """(fitted Recommender or None, Outcome) of ``Recommender(**params)`` trained on ``train``
@@ -104,6 +113,8 @@ def fit_trial(params: dict, train, validation, *, number: int, recipe: str, valu
         rows = train.replace(name=inp.dataset)
         sets = {inp.dataset: rows, out.dataset: train.replace(name=out.dataset)}
         check, validator = model._validation(validation, train, rows, inp, out)
+        if _ranking_monitor(model.monitor):
+            check = None  # the validation loss, a forward pass over every user an epoch, is not needed
         trainer = Trainer(network, model.optimizer,
                           Hyperparameters(alpha=model.alpha, lam=model.lam, mu=model.mu, mu1=model.mu1),
                           batch_size=model.batch_size, seed=model.seed, device=model.device, progress=False,
