@@ -132,6 +132,9 @@ def test_the_live_table(tiny_split):
     ({"max_epochs": 0}, "max_epochs must be a positive"),
     ({"recipes": ["hybrid"]}, "recipe 'hybrid' is not in the search space"),
     ({"space": {"mult_dae": {"hidden": Float(1.0, 2.0, 3.0)}}}, "low ≤ default ≤ high"),
+    ({"start": [{"recipe": "mult_dae", "hiden": 30}]}, "sets hiden, which the space of mult_dae does not have"),
+    ({"monitor": "ndcg"}, "unknown ranking metric 'ndcg'"),
+    ({"trial_budget_s": -1}, "trial_budget_s must be a positive"),
 ])
 def test_bad_arguments(kwargs, match, tiny_split):
     with pytest.raises(UsageError, match=match):

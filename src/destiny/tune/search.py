@@ -81,6 +81,13 @@ def tune(train, validation, *, budget_s: float, device: str | Sequence[str] | No
     chosen, dropped = available(chosen, data.n_features, None if recipes is not None else _memory(devices[0]))
     if dropped:
         warnings.warn("destiny.tune leaves out " + "; ".join(dropped), stacklevel=2)
+    if not chosen:
+        raise UsageError("no recipe left to search: give recipes= (or a space=) with at least one")
+    if trial_budget_s is not None:
+        _positive(trial_budget_s, "trial_budget_s")
+    from destiny.train.validation import metric_name
+
+    metric_name(monitor)  # UsageError naming the metrics when unknown
     common = {"device": devices[0], "seed": seed, "precision": precision, "progress": False, "monitor": monitor,
               "patience": patience, "validate_every": 1, "epochs": int(max_epochs)}
     with _quiet_optuna(optuna):

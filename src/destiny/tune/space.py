@@ -183,7 +183,11 @@ def start_points(space: Mapping[str, Mapping[str, Dist]], recipes: Sequence[str]
         if recipe not in recipes:
             continue
         values = {name: dist.default for name, dist in space[recipe].items()}
-        values.update({k: v for k, v in point.items() if k != "recipe" and k in values})
+        unknown = sorted(set(point) - set(values) - {"recipe"})
+        if unknown:
+            raise UsageError(f"start point {dict(point)} sets {', '.join(unknown)}, which the space of {recipe} does "
+                             f"not have (it has {', '.join(values)})")
+        values.update({k: v for k, v in point.items() if k != "recipe"})
         points.append({"recipe": recipe, **{f"{recipe}.{k}": v for k, v in values.items()}})
     return points
 
