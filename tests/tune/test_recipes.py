@@ -45,6 +45,12 @@ def test_the_recipes_keys():
     assert ease.denoising.p == 0.25 and out.weight_init.scale == 0.0
     hybrid = config_from_json(recipes.hybrid(hidden=32))
     assert hybrid.layer("Output").sources == ("Hidden1", "Input") and hybrid.layer("Output").zero_diagonal
+    assert hybrid.layer("Output").activation == Activation.SOFTMAX and hybrid.error_function.json == "Multinomial"
+    l2 = config_from_json(recipes.hybrid(hidden=32, dropout=0.25, loss="L2"))
+    assert l2.layer("Output").activation == Activation.LINEAR and l2.error_function == ErrorFunction.L2
+    assert l2.layer("Output").zero_diagonal and l2.denoising.p == 0.25
+    with pytest.raises(UsageError, match="loss must be"):
+        recipes.hybrid(loss="BCE")
     classic = config_from_json(recipes.sigmoid_autoencoder(hidden=256, denoising=0.3))
     assert classic.layer("Hidden1").activation == Activation.SIGMOID and classic.denoising.p == 0.3
     assert classic.error_function == ErrorFunction.CROSS_ENTROPY

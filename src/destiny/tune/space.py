@@ -102,16 +102,26 @@ SPACE: dict[str, dict[str, Dist]] = {
         "batch_size": BATCH,
     },
     "hybrid": {
+        "loss": Choice(("Multinomial", "L2"), "Multinomial"),
         "hidden": Int(200, 1000, 600, log=True),
-        "dropout": Float(0.2, 0.8, 0.5),
+        "dropout": Float(0.1, 0.8, 0.5),
         "lam_n": Float(1e-2, 1e3, 1.0, log=True),
         "alpha": ALPHA,
         "batch_size": BATCH,
     },
 }
 
-START: list[dict[str, Any]] = [{"recipe": name} for name in
-                               ("mult_vae", "mult_dae", "sigmoid_autoencoder", "ease_network", "hybrid")]
+# Measured on validation splits (one H100, 2026-12-07; NDCG@100 of tuned closed-form EASE in
+# brackets): the L2 hybrid at dropout 0.25 won MovieLens-1M (.305 [.302]), the multinomial
+# hybrid Last.fm (.262 [.243]) and tied CiteULike (.225 [.225]); Mult-DAE came next on each.
+START: list[dict[str, Any]] = [
+    {"recipe": "hybrid", "loss": "L2", "dropout": 0.25},
+    {"recipe": "hybrid"},
+    {"recipe": "mult_dae"},
+    {"recipe": "mult_vae"},
+    {"recipe": "ease_network"},
+    {"recipe": "sigmoid_autoencoder"},
+]
 """Points tried first: a recipe and any of its parameters (the rest at their defaults)."""
 
 FIT_KEYS = ("alpha", "batch_size", "lam", "optimizer")  # Recommender's arguments
