@@ -296,7 +296,11 @@ class DsstneOptimizer:
             fused_update(self.kind.value, w, self._states(state), grad, scalars=scalars, **self._constants(reg))
             return
         h = self.hyper
-        g = torch.zeros_like(w) if grad is None else -grad.to(w.dtype)  # DSSTNE's g = −gradient
+        zero = grad is None and not (reg and (h.lam or h.lam1))  # g = 0 everywhere (rows outside a sparse batch)
+        if zero and self.kind == Optimizer.ADAM:
+            g = None  # Adam below needs no zero tensor
+        else:
+            g = torch.zeros_like(w) if grad is None else -grad.to(w.dtype)  # DSSTNE's g = −gradient
         if reg:
             if h.lam:
                 g = g - h.lam * w
@@ -330,10 +334,14 @@ class DsstneOptimizer:
             d = torch.sqrt(torch.clamp(v, min=1e-9) / torch.clamp(s, min=1e-9)) * g
             v.mul_(h.mu).add_((1 - h.mu) * d * d)
             w.add_(d)
-        else:  # Adam
+        else:  # Adam, in place where the same numbers come out (two temporaries of w's size)
             m, s = state["first_moment"], state["second_moment"]
-            m.mul_(h.mu).add_((1 - h.mu) * g)
-            s.mul_(h.mu1).add_((1 - h.mu1) * g * g)
-            m_hat = m / (1 - h.mu ** t)
-            s_hat = s / (1 - h.mu1 ** t)
-            w.add_(lr * m_hat / (torch.sqrt(s_hat) + 1e-8))
+            if zero:  # m·μ + 0 and s·μ₁ + 0 are m·μ and s·μ₁
+                m.mul_(h.mu)
+                s.mul_(h.mu1)
+            else:
+                m.mul_(h.mu).add_((1 - h.mu) * g)
+                s.mul_(h.mu1).add_((1 - h.mu1) * g * g)
+            step = torch.div(m, 1 - h.mu ** t).mul_(lr)  # lr · m̂
+            step.div_(torch.div(s, 1 - h.mu1 ** t).sqrt_().add_(1e-8))  # ÷ (√ŝ + ε)
+            w.add_(step)
