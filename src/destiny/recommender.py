@@ -20,7 +20,6 @@ metrics every ``validate_every`` epochs (``destiny.train.validation``), stops af
 
 from __future__ import annotations
 
-import importlib.resources
 import inspect
 import json
 import os
@@ -31,16 +30,46 @@ import numpy as np
 from destiny.errors import NotFittedError, UsageError
 
 
-def _default_config_text() -> str:
-    return importlib.resources.files("destiny").joinpath("configs/quickstart.json").read_text()
+DEFAULT_EPOCHS = 20  # without validation; with it, up to DEFAULT_MAX_EPOCHS and the best epoch is kept
+DEFAULT_MAX_EPOCHS = 200
+CPU_ITEM_MATRIX_BYTES = 8 << 30  # the default's items × items matrix, with Adam's state, on a CPU
+
+
+def default_config(n_items: int, device: str = "auto") -> dict:
+    """The network ``Recommender()`` trains when given no config: the recipe that did best
+    across the real datasets of issue 18 — ``recipes.hybrid(loss="L2", dropout=0.25)``, EASE's
+    zero-diagonal item-to-item matrix plus a 600-unit tanh layer, squared error (with its
+    defaults it won destiny.tune's search on Last.fm and the 1,024 ML-20M users and came within
+    1.3% of the best on MovieLens-1M; benchmarks/quality.py). Its items × items matrix takes
+    ``tune.space.item_matrix_bytes`` while training; when that exceeds half the GPU's memory (or
+    8 GiB on a CPU) the default is Mult-DAE (``recipes.mult_dae()``), which holds no such matrix."""
+    from destiny import recipes
+    from destiny.backend import resolve_device, say_once
+    from destiny.tune.space import item_matrix_bytes
+
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        import torch
+
+        limit = torch.cuda.get_device_properties(dev).total_memory // 2
+    else:
+        limit = CPU_ITEM_MATRIX_BYTES
+    if item_matrix_bytes(n_items) <= limit:
+        return recipes.hybrid(loss="L2", dropout=0.25)
+    say_once("default-recipe-size",
+             f"Recommender(): {n_items:,} items make the default hybrid's items × items matrix "
+             f"{item_matrix_bytes(n_items) / 2**30:.1f} GiB while training (over {limit / 2**30:.1f} GiB on "
+             f"{dev.type}); training Mult-DAE instead (pass config=destiny.recipes.hybrid(loss='L2') to insist)")
+    return recipes.mult_dae()
 
 
 class Recommender:
     """Autoencoder recommender.
 
-    config: a NetworkConfig, a path to DSSTNE JSON, JSON text, or a dict (default: the quick
-    start's network). epochs, batch_size, optimizer (any of DSSTNE's seven), alpha (learning
-    rate), lam (L2), mu, mu1: training. device: "auto", "cpu" or "cuda". seed: weights, order
+    config: a NetworkConfig, a path to DSSTNE JSON, JSON text, or a dict (default: the recipe
+    that did best across the real datasets, ``default_config``). epochs: passes over the data
+    (None: 20, or with ``fit(..., validation=)`` up to 200, keeping the best epoch). batch_size,
+    optimizer (any of DSSTNE's seven), alpha (learning rate), lam (L2), mu, mu1: training. device: "auto", "cpu" or "cuda". seed: weights, order
     and noise. precision: fp32, tf32 or bf16. progress: show a progress bar.
     With ``fit(..., validation=held_out)``: monitor, the ranking metric early stopping follows
     ("ndcg@100", "recall@20", "precision@10", …, or "validation_error" for the loss);
@@ -48,7 +77,7 @@ class Recommender:
     keeping the best); validate_every, epochs between validations.
     """
 
-    def __init__(self, config: Any = None, *, epochs: int = 10, batch_size: int = 256, optimizer: str = "adam",
+    def __init__(self, config: Any = None, *, epochs: int | None = None, batch_size: int = 512, optimizer: str = "adam",
                  alpha: float | None = 0.001, lam: float = 0.0, mu: float | None = None, mu1: float | None = None,
                  device: str = "auto", seed: int = 12134, precision: str = "fp32", progress: bool = False,
                  monitor: str = "ndcg@100", patience: int | None = 5, validate_every: int = 1):
@@ -91,12 +120,12 @@ class Recommender:
 
     # -- fitting --------------------------------------------------------------------------------
 
-    def _network_config(self):
+    def _network_config(self, n_items: int):
         from destiny.config import LayerKind, NetworkConfig, config_from_json, load_config, loads_config
 
         config = self.config
         if config is None:
-            config = loads_config(_default_config_text(), source="quickstart.json")
+            config = config_from_json(default_config(n_items, self.device), source="<default recipe>")
         elif isinstance(config, dict):
             config = config_from_json(config, source="<config dict>")
         elif isinstance(config, (str, os.PathLike)) and not str(config).lstrip().startswith("{"):
@@ -125,7 +154,7 @@ class Recommender:
         from destiny.train.trainer import Trainer
 
         data = _as_dataset(user_items, "user_items")
-        config, inp, out = self._network_config()
+        config, inp, out = self._network_config(data.n_features)
         network = Network.from_config(config, {inp.dataset: data.dims, out.dataset: data.dims}, seed=self.seed)
         rows = data.replace(name=inp.dataset)
         sets = {inp.dataset: rows, out.dataset: data.replace(name=out.dataset)}
@@ -136,7 +165,10 @@ class Recommender:
                           precision=self.precision, validator=validator,
                           monitor=self.monitor if validator is not None else None,
                           patience=self.patience if validator is not None else None)
-        trainer.fit(sets, self.epochs, check)
+        epochs = self.epochs
+        if epochs is None:
+            epochs = DEFAULT_EPOCHS if validator is None else DEFAULT_MAX_EPOCHS
+        trainer.fit(sets, epochs, check)
         self.network_ = network
         self.n_items_ = data.n_features
         self.n_users_ = data.n_examples

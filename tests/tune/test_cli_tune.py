@@ -43,7 +43,7 @@ def test_tune_writes_the_best_network(files, capsys):
     out = capsys.readouterr().out
     assert "2 trials (2 complete, 0 pruned, 0 failed). Best: trial" in out
     history = json.loads((root / "trials.json").read_text())
-    assert [t["recipe"] for t in history["trials"]] == ["sigmoid_autoencoder", "ease_network"]
+    assert [t["recipe"] for t in history["trials"]] == ["ease_network", "sigmoid_autoencoder"]  # space.START's order
     best = history["trials"][history["best_trial"]]
     assert history["best_score"] == best["value"] and history["best_params"]["epochs"] == best["best_epoch"]
     config = load_config(root / "best.json")  # valid DSSTNE JSON

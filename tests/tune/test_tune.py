@@ -34,8 +34,8 @@ def test_the_result(tuned, tiny_split):
     trials = tuned.trials_
     assert [t["number"] for t in trials] == [0, 1, 2, 3]
     # the first trials are each recipe's defaults, in the table's order
-    assert [t["recipe"] for t in trials[:3]] == ["mult_vae", "mult_dae", "ease_network"]
-    assert trials[1]["params"] == {k: d.default for k, d in TINY_SPACE["mult_dae"].items()}
+    assert [t["recipe"] for t in trials[:3]] == ["mult_dae", "mult_vae", "ease_network"]  # space.START's order
+    assert trials[0]["params"] == {k: d.default for k, d in TINY_SPACE["mult_dae"].items()}
     complete = [t for t in trials if t["state"] == "COMPLETE"]
     best = max(complete, key=lambda t: t["value"])
     assert tuned.best_trial_ == best["number"] and tuned.best_score_ == best["value"]
@@ -92,11 +92,11 @@ def test_pruned_and_failed_trials(tiny_split):
     space = {**TINY_SPACE, "sigmoid_autoencoder": {"hidden": Int(8, 16, 8), "batch_size": Choice((0,), 0)}}
     model = _tune(tiny_split, n_trials=4, space=space, max_epochs=8, patience=None, pruner=_PruneLater())
     states = [(t["recipe"], t["state"], t["stopped"], t["epochs"]) for t in model.trials_]
-    assert states[0] == ("mult_vae", "COMPLETE", "epochs", 8)
-    assert states[1] == ("mult_dae", "PRUNED", "pruned", 3) and states[3] == ("ease_network", "PRUNED", "pruned", 3)
-    assert states[2] == ("sigmoid_autoencoder", "FAIL", "error", 0) and "batch size" in model.trials_[2]["error"]
+    assert states[0] == ("mult_dae", "COMPLETE", "epochs", 8)
+    assert states[1] == ("mult_vae", "PRUNED", "pruned", 3) and states[2] == ("ease_network", "PRUNED", "pruned", 3)
+    assert states[3] == ("sigmoid_autoencoder", "FAIL", "error", 0) and "batch size" in model.trials_[3]["error"]
     assert model.best_trial_ == 0
-    assert [t.state.name for t in model.study_.trials] == ["COMPLETE", "PRUNED", "FAIL", "PRUNED"]
+    assert [t.state.name for t in model.study_.trials] == ["COMPLETE", "PRUNED", "PRUNED", "FAIL"]
 
 
 def test_the_default_pruner_is_the_median_pruner(tuned):

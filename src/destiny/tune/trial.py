@@ -108,7 +108,7 @@ def fit_trial(params: dict, train, validation, *, number: int, recipe: str, valu
     model = Recommender(**params)
     trainer = None
     try:  # Recommender.fit(train, validation=validation) with the watch's hooks
-        config, inp, out = model._network_config()
+        config, inp, out = model._network_config(train.n_features)
         network = Network.from_config(config, {inp.dataset: train.dims, out.dataset: train.dims}, seed=model.seed)
         rows = train.replace(name=inp.dataset)
         sets = {inp.dataset: rows, out.dataset: train.replace(name=out.dataset)}
