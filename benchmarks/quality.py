@@ -9,9 +9,9 @@ Each method is tuned on train → validation (validation NDCG@100), refit with i
 on train ∪ validation (iterative methods with the iteration count the tuning chose) and scored
 once on test: P@10, NDCG@100, Recall@20 (|test| denominator, LightGCN's), seen items removed,
 means over users with a test item. Destiny: ``destiny.tune(train, validation, budget_s=…,
-device=…, seed=…)`` and then ``destiny.Recommender(**best_params_).fit(train ∪ validation)``;
-while ``destiny.tune`` does not exist, ``destiny.Recommender(epochs=--destiny-epochs).fit(train,
-validation=…)`` and a refit with its ``best_epoch_`` (if it has one) stand in. Peers: Optuna TPE,
+device=…, seed=…)`` and then ``destiny.Recommender(**best_params_).fit(train ∪ validation)``.
+Method ``default``: ``destiny.Recommender().fit(train, validation=…)`` with no other setting,
+scored as it comes (issue 18's "a default that wins"). Peers: Optuna TPE,
 --trials trials or --peer-budget-s seconds each (default --budget-s), whichever ends first.
 Rows print as they arrive; one failing method prints its error and the run goes on; the JSON
 (--out) is rewritten atomically after every row.
@@ -58,29 +58,14 @@ def _ranked(model, users: np.ndarray, rows, n_users: int) -> np.ndarray:
     return out
 
 
-def _tuner():
-    """``destiny.tune`` where this Destiny has it, else None."""
-    import destiny
-
-    return getattr(destiny, "tune", None)
-
-
-def run_destiny(split, *, device: str, budget_s: float, seed: int, epochs: int) -> dict:
+def run_destiny(split, *, device: str, budget_s: float, seed: int) -> dict:
+    """``destiny.tune`` on train → validation, then ``Recommender(**best_params_)`` refit on
+    train ∪ validation and scored once on the test items."""
     import destiny
 
     start = time.perf_counter()
-    tune = _tuner()
-    if tune is not None:
-        model = tune(split.train, split.validation, budget_s=budget_s, device=device, seed=seed)
-        params = dict(model.best_params_)
-        how = "destiny.tune"
-    else:  # the stand-in until destiny.tune exists
-        model = destiny.Recommender(epochs=epochs, device=device, seed=seed).fit(split.train,
-                                                                                 validation=split.validation)
-        params = model.get_params()
-        if getattr(model, "best_epoch_", None):
-            params["epochs"] = int(model.best_epoch_)
-        how = "Recommender().fit(validation=) (destiny.tune not available)"
+    model = destiny.tune(split.train, split.validation, budget_s=budget_s, device=device, seed=seed)
+    params = dict(model.best_params_)
     params.setdefault("device", device)
     tune_s = time.perf_counter() - start
     users = scored_users(split.validation)
@@ -94,7 +79,26 @@ def run_destiny(split, *, device: str, budget_s: float, seed: int, epochs: int) 
     fit_s = time.perf_counter() - t
     test = score(_ranked(final, scored_users(split.test), full, split.shape[0]), full, split.test)
     return {"params": params, "validation": validation, "test": test, "tune_s": tune_s, "fit_s": fit_s,
-            "tuned_by": how, "trials": trials}
+            "tuned_by": "destiny.tune", "trials": trials}
+
+
+def run_default(split, *, device: str, seed: int) -> dict:
+    """What a user gets with no settings: ``destiny.Recommender().fit(train, validation=…)``
+    (early stopping at the best validation NDCG@100), recommending from each user's train ∪
+    validation items, scored once on the test items. No refit: this is the model ``fit`` returns."""
+    import destiny
+
+    start = time.perf_counter()
+    model = destiny.Recommender(device=device, seed=seed).fit(split.train, validation=split.validation)
+    fit_s = time.perf_counter() - start
+    users = scored_users(split.validation)
+    validation = metrics_of(_ranked(model, users, split.train, split.shape[0])[users], users,
+                            split.validation)["NDCG@100"]
+    full = split.full
+    test = score(_ranked(model, scored_users(split.test), full, split.shape[0]), full, split.test)
+    params = {"network": model.network_.config.name, "best_epoch": model.best_epoch_}
+    return {"params": params, "validation": validation, "test": test, "tune_s": 0.0, "fit_s": fit_s,
+            "tuned_by": "Recommender() defaults"}
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -165,8 +169,9 @@ def print_row(cells) -> None:
 
 def run_method(method: str, split, args) -> dict:
     if method == "destiny":
-        return run_destiny(split, device=args.device, budget_s=args.budget_s, seed=args.seed,
-                           epochs=args.destiny_epochs)
+        return run_destiny(split, device=args.device, budget_s=args.budget_s, seed=args.seed)
+    if method == "default":
+        return run_default(split, device=args.device, seed=args.seed)
     options = {"ease": (args.ease_dtype,), "bpr": (args.bpr_threads,)}
     peer = PEERS[method](*options.get(method, ()))
     r = tune_and_test(peer, split, device=args.device, trials=args.trials, budget_s=args.peer_budget_s,
@@ -195,14 +200,12 @@ def main(argv=None) -> int:
                    help="auto: float64 where 3 × items² of them fit the device")
     p.add_argument("--bpr-threads", type=int, default=1, help="BPR's threads (1: repeatable; more: Hogwild SGD, "
                    "faster, not repeatable)")
-    p.add_argument("--destiny-epochs", type=int, default=20, help="epochs of the stand-in while destiny.tune "
-                   "does not exist")
     args = p.parse_args(argv)
     args.peer_budget_s = args.budget_s if args.peer_budget_s is None else (args.peer_budget_s or None)
     datasets = [d for d in args.datasets.split(",") if d]
     methods = [m for m in args.methods.split(",") if m]
     unknown = [d for d in datasets if d not in quality_data.DATASETS] + \
-              [m for m in methods if m not in PEERS and m != "destiny"]
+              [m for m in methods if m not in PEERS and m not in ("destiny", "default")]
     if unknown:
         p.error(f"unknown dataset or method: {', '.join(unknown)}")
     torch.set_num_threads(args.threads)

@@ -237,8 +237,8 @@ def test_destiny_row_follows_the_tune_contract(monkeypatch):
         model.trials_ = [{"value": 0.1}]
         return model
 
-    monkeypatch.setattr(quality, "_tuner", lambda: fake_tune)
-    row = quality.run_destiny(split, device="cpu", budget_s=7, seed=3, epochs=99)
+    monkeypatch.setattr(destiny, "tune", fake_tune)
+    row = quality.run_destiny(split, device="cpu", budget_s=7, seed=3)
     assert calls["train"] is split.train and calls["validation"] is split.validation
     assert (calls["budget_s"], calls["device"], calls["seed"]) == (7, "cpu", 3)
     assert row["params"]["epochs"] == 2 and row["trials"] == [{"value": 0.1}]
@@ -249,8 +249,15 @@ def test_destiny_row_follows_the_tune_contract(monkeypatch):
     assert 0 <= row["validation"] <= 1
 
 
-def test_destiny_row_without_tune(monkeypatch):
-    monkeypatch.setattr(quality, "_tuner", lambda: None)
-    row = quality.run_destiny(_planted(), device="cpu", budget_s=7, seed=3, epochs=1)
-    assert row["params"]["epochs"] >= 1 and "not available" in row["tuned_by"]
-    assert set(qs.REPORTED_NAMES) <= set(row["test"])
+def test_default_row_is_the_plain_recommender():
+    """``default``: Recommender().fit(train, validation=) as it comes, recommending from train ∪
+    validation, scored once on the test."""
+    import destiny
+
+    split = _planted()
+    row = quality.run_default(split, device="cpu", seed=3)
+    want = destiny.Recommender(device="cpu", seed=3).fit(split.train, validation=split.validation)
+    ids, _ = want.recommend(np.arange(split.shape[0]), split.full, N=qs.TOP)
+    assert row["test"] == qs.score(ids, split.full, split.test)
+    assert row["params"]["best_epoch"] == want.best_epoch_ >= 1 and row["tuned_by"] == "Recommender() defaults"
+    assert set(qs.REPORTED_NAMES) <= set(row["test"]) and 0 <= row["validation"] <= 1
