@@ -23,6 +23,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -149,6 +150,15 @@ class Recommender:
         epochs and recorded in ``history_`` with the validation loss; training stops after
         ``patience`` validations without improvement of ``monitor`` and ends with the best
         epoch's weights (``best_epoch_``). Returns self."""
+        run = self._run(user_items, validation)
+        run.trainer.fit(run.sets, run.epochs, run.check)
+        return self._adopt(run)
+
+    def _run(self, user_items, validation=None, *, callbacks=(), validation_loss: bool = True) -> "_Run":
+        """What ``fit`` trains: the network built for ``user_items``, its Trainer (``callbacks``
+        after each epoch), the datasets and the epoch count. validation_loss=False skips the
+        per-epoch validation loss (a forward pass over every user) when a ranking metric is
+        monitored (``destiny.tune``'s trials)."""
         from destiny.nn.network import Network
         from destiny.train.optimizers import Hyperparameters
         from destiny.train.trainer import Trainer
@@ -159,21 +169,26 @@ class Recommender:
         rows = data.replace(name=inp.dataset)
         sets = {inp.dataset: rows, out.dataset: data.replace(name=out.dataset)}
         check, validator = self._validation(validation, data, rows, inp, out)
+        if not validation_loss:
+            check = None
         trainer = Trainer(network, self.optimizer,
                           Hyperparameters(alpha=self.alpha, lam=self.lam, mu=self.mu, mu1=self.mu1),
                           batch_size=self.batch_size, seed=self.seed, device=self.device, progress=self.progress,
                           precision=self.precision, validator=validator,
                           monitor=self.monitor if validator is not None else None,
-                          patience=self.patience if validator is not None else None)
+                          patience=self.patience if validator is not None else None, callbacks=list(callbacks))
         epochs = self.epochs
         if epochs is None:
             epochs = DEFAULT_EPOCHS if validator is None else DEFAULT_MAX_EPOCHS
-        trainer.fit(sets, epochs, check)
-        self.network_ = network
-        self.n_items_ = data.n_features
-        self.n_users_ = data.n_examples
-        self.history_ = [r.as_dict() for r in trainer.history]
-        self.best_epoch_ = trainer.best_epoch
+        return _Run(network, trainer, sets, check, epochs, data.n_features, data.n_examples)
+
+    def _adopt(self, run: "_Run") -> "Recommender":
+        """Take a finished run's network and history as what this estimator learned."""
+        self.network_ = run.network
+        self.n_items_ = run.n_items
+        self.n_users_ = run.n_users
+        self.history_ = [r.as_dict() for r in run.trainer.history]
+        self.best_epoch_ = run.trainer.best_epoch
         return self
 
     def _validation(self, validation, data, rows, inp, out):
@@ -294,6 +309,19 @@ class Recommender:
         model.history_ = []
         model.best_epoch_ = int(nf.info["best_epoch"]) if "best_epoch" in nf.info else None
         return model
+
+
+@dataclass
+class _Run:
+    """One fit in the making (``Recommender._run``)."""
+
+    network: Any
+    trainer: Any
+    sets: dict
+    check: dict | None
+    epochs: int
+    n_items: int
+    n_users: int
 
 
 def _as_dataset(x, what: str, width: int | None = None):

@@ -1,8 +1,8 @@
 """One trial of ``destiny.tune``: a ``Recommender`` fitted on the training split with early
 stopping on the validation split, under a time limit and a pruner.
 
-``fit_trial`` builds the network and the Trainer as ``Recommender.fit(train, validation=…)``
-does (a test checks that both give the same network), without the validation loss when a
+``fit_trial`` trains what ``Recommender.fit(train, validation=…)`` trains (``Recommender._run``)
+(a test checks that both give the same network), without the validation loss when a
 ranking metric is monitored (it changes no weight, and costs a forward pass over every user
 an epoch), and adds two Trainer hooks:
 
@@ -97,34 +97,23 @@ def fit_trial(params: dict, train, validation, *, number: int, recipe: str, valu
     with early stopping on ``validation`` (SparseDatasets of the same users), for at most
     ``time_left`` seconds. The Recommender is None unless the trial has a validated epoch and
     was not pruned; it holds its best epoch's weights, ``history_`` and ``best_epoch_``."""
-    from destiny.nn.network import Network
     from destiny.recommender import Recommender
-    from destiny.train.optimizers import Hyperparameters
-    from destiny.train.trainer import Trainer
 
     started = time.monotonic()
     outcome = Outcome(number, recipe, dict(values), device=str(params.get("device", "")))
     watch = _Watch(started + max(time_left, 0.0), report, finish_first_epoch)
     model = Recommender(**params)
-    trainer = None
+    trainer = run = None
     try:  # Recommender.fit(train, validation=validation) with the watch's hooks
-        config, inp, out = model._network_config(train.n_features)
-        network = Network.from_config(config, {inp.dataset: train.dims, out.dataset: train.dims}, seed=model.seed)
-        rows = train.replace(name=inp.dataset)
-        sets = {inp.dataset: rows, out.dataset: train.replace(name=out.dataset)}
-        check, validator = model._validation(validation, train, rows, inp, out)
-        if _ranking_monitor(model.monitor):
-            check = None  # the validation loss, a forward pass over every user an epoch, is not needed
-        trainer = Trainer(network, model.optimizer,
-                          Hyperparameters(alpha=model.alpha, lam=model.lam, mu=model.mu, mu1=model.mu1),
-                          batch_size=model.batch_size, seed=model.seed, device=model.device, progress=False,
-                          precision=model.precision, validator=validator, monitor=model.monitor,
-                          patience=model.patience, callbacks=[watch.after_epoch])
+        # the validation loss, a forward pass over every user an epoch, is not needed
+        run = model._run(train, validation, callbacks=[watch.after_epoch],
+                         validation_loss=not _ranking_monitor(model.monitor))
+        trainer = run.trainer
         trainer.batch_callbacks.append(watch.after_batch)
         try:
-            trainer.fit(sets, model.epochs, check)
+            trainer.fit(run.sets, run.epochs, run.check)
         except _OutOfTime:
-            trainer.stopping.restore(network)
+            trainer.stopping.restore(run.network)
     except Exception as exc:  # noqa: BLE001 — a failed trial is a result (NaN, out of memory, bad settings)
         outcome.state, outcome.stopped = "FAIL", "error"
         outcome.error = f"{type(exc).__name__}: {exc}"
@@ -148,12 +137,7 @@ def fit_trial(params: dict, train, validation, *, number: int, recipe: str, valu
         outcome.stopped = "budget" if watch.out_of_time else "patience" if stopping.should_stop else "epochs"
     if outcome.state != "COMPLETE":
         return None, outcome
-    model.network_ = network
-    model.n_items_ = train.n_features
-    model.n_users_ = train.n_examples
-    model.history_ = [r.as_dict() for r in trainer.history]
-    model.best_epoch_ = stopping.best_epoch
-    return model, outcome
+    return model._adopt(run), outcome
 
 
 def free_memory(device: str) -> None:
