@@ -99,6 +99,7 @@ class TorchNetwork(torch.nn.Module):
         config: NetworkConfig = network.config
         index = {layer.name: i for i, layer in enumerate(config.layers)}
         self.input_names = [layer.name for layer in config.input_layers]
+        self.normalize = {layer.name: getattr(layer, "normalize", None) for layer in config.input_layers}
         self.output_names = [layer.name for layer in config.output_layers]
         self.units = dict(network.units)
         self.linears = torch.nn.ModuleDict()
@@ -118,9 +119,13 @@ class TorchNetwork(torch.nn.Module):
                     self.shared_biases[key] = torch.nn.Parameter(network.bias(spec).detach().clone())
                     continue
                 n_in, n_out = spec.shape
+                w, b = network.weight(spec), network.bias(spec)
+                if getattr(config.layer(spec.output_layer), "variational", False):  # μ: the first half (evaluation)
+                    n_out //= 2
+                    w, b = w[:, :n_out], b[:n_out]
                 linear = torch.nn.Linear(n_in, n_out, dtype=dtype, device=device)
-                linear.weight.copy_(network.weight(spec).t())  # DSSTNE's (in, out) → torch's (out, in)
-                linear.bias.copy_(network.bias(spec))
+                linear.weight.copy_(w.t())  # DSSTNE's (in, out) → torch's (out, in)
+                linear.bias.copy_(b)
                 self.linears[key] = linear
         # (layer, source terms [(source, matrix key)], skips, batch-norm key, activation key, dropout key)
         self._plan: list[tuple[str, list[tuple[str, str]], list[str], str | None, str, str | None]] = []
@@ -164,7 +169,7 @@ class TorchNetwork(torch.nn.Module):
                              f"got {len(inputs)}")
         values: dict[str, object] = {}
         for name, x in zip(self.input_names, inputs):
-            values[name] = _as_input(x, self.units[name], name)
+            values[name] = _normalized(_as_input(x, self.units[name], name), self.normalize[name])
         for name, terms, skips, bn, act, drop in self._plan:
             z = None
             for src, key in terms:
@@ -194,11 +199,6 @@ def _check_exportable(network) -> None:
             raise NotImplementedError(
                 f"layer '{layer.name}' is {layer.type.json}: exporting to plain PyTorch or ONNX supports "
                 "FullyConnected layers only for now (convolutional and pooling layers are not exported yet)")
-        if getattr(layer, "normalize", None) is not None:  # nn/recipes.py: the module would read raw rows
-            raise NotImplementedError(
-                f"Input layer '{layer.name}' normalises its rows (\"Normalize\": \"{layer.normalize}\"), which the "
-                "exported module does not do yet; normalise the inputs before calling it, and export a copy of the "
-                "config without 'Normalize'")
 
 
 def _as_input(x, units: int, name: str):
@@ -213,6 +213,25 @@ def _as_input(x, units: int, name: str):
     if not torch.jit.is_tracing() and x.shape[1] != units:
         raise UsageError(f"input layer '{name}' has {units} units but got {x.shape[1]} values per example")
     return x
+
+
+def _normalized(x, norm: str | None):
+    """An input's rows scaled to unit L2 or L1 norm (``"Normalize"``; ``reference.normalize_rows_ref``:
+    an empty or all-zero row stays zero), dense (batch, units) or sparse (indices, offsets, values)."""
+    if norm is None:
+        return x
+    p = 2.0 if norm == "L2" else 1.0
+    if not isinstance(x, tuple):
+        return F.normalize(x, p=p, dim=1, eps=1e-30)
+    indices, offsets, values = x
+    lengths = offsets.diff()
+    rows = torch.repeat_interleave(torch.arange(lengths.numel(), device=offsets.device), lengths)
+    v = torch.ones(indices.numel(), device=indices.device) if values is None else values
+    terms = v * v if norm == "L2" else v.abs()
+    sums = torch.zeros(lengths.numel(), dtype=terms.dtype, device=terms.device).index_add_(0, rows, terms)
+    size = sums.sqrt() if norm == "L2" else sums
+    scale = torch.where(size > 0, 1.0 / torch.where(size > 0, size, torch.ones_like(size)), torch.zeros_like(size))
+    return indices, offsets, v * scale[rows]
 
 
 def _gather_sum(x: tuple, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

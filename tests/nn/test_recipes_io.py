@@ -46,10 +46,40 @@ def test_recipe_keys_survive_a_save_and_a_load(tmp_path):
     assert loaded.save(tmp_path / "again.nc") == fingerprint
 
 
-def test_export_to_plain_pytorch_refuses_normalised_inputs():
-    import pytest
+def test_export_to_plain_pytorch_normalises_inputs_as_the_network():
+    """to_torch's module normalises dense and sparse (indicator or analog) rows as Normalize
+    does, empty rows included, and computes predict's outputs."""
+    import scipy.sparse as sp
 
     from destiny.interop import to_torch
 
-    with pytest.raises(NotImplementedError, match="Input layer 'In' normalises its rows"):
-        to_torch(recipe_network())
+    net = recipe_network()
+    rng = np.random.default_rng(4)
+    x = sp.csr_matrix((rng.random((12, 30)) < 0.3).astype(np.float32))
+    x[3] = 0  # an empty row stays zero
+    x.eliminate_zeros()
+    want = net.predict(x)["Out"]
+    module = to_torch(net)
+    with torch.no_grad():
+        dense = module(torch.as_tensor(x.toarray()))
+        sparse = module((torch.as_tensor(x.indices), torch.as_tensor(x.indptr)))
+        analog = module((torch.as_tensor(x.indices), torch.as_tensor(x.indptr), torch.full((x.nnz,), 2.5)))
+    torch.testing.assert_close(dense, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sparse, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(analog, want, rtol=1e-5, atol=1e-6)  # L2 rows: a constant value is the same row
+
+
+def test_export_of_a_variational_network_computes_the_mean_path():
+    import scipy.sparse as sp
+
+    from destiny import recipes
+    from destiny.config import config_from_json
+    from destiny.interop import to_torch
+
+    cfg = config_from_json(recipes.mult_vae(hidden=16, latent=4))
+    net = Network.from_config(cfg, {"input": (30,), "output": (30,)}, seed=3)
+    x = sp.csr_matrix((np.random.default_rng(2).random((10, 30)) < 0.3).astype(np.float32))
+    module = to_torch(net)
+    with torch.no_grad():
+        got = module((torch.as_tensor(x.indices), torch.as_tensor(x.indptr)))
+    torch.testing.assert_close(got, net.predict(x)["Output"], rtol=1e-5, atol=1e-6)
