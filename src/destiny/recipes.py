@@ -157,7 +157,7 @@ def sigmoid_autoencoder(hidden: int = 512, denoising: float = 0.2, *, hidden_dro
     """DSSTNE's classic autoencoder (samples/movielens, slide 20 of the talk): denoised sparse
     input (DSSTNE's Denoising: kept inputs divided by 1 − p), one hidden layer of ``hidden``
     sigmoid units, a sparse Sigmoid output, with the output biases at the items' log-odds
-    (FrequencyBias; DSSTNE's bias 0 halves its quality on wide catalogues, issue 18). error:
+    (FrequencyBias; DSSTNE's bias 0 halves its quality on wide catalogues). error:
     CrossEntropy (default) or ScaledMarginalCrossEntropy (DSSTNE's sample)."""
     _check("sigmoid_autoencoder", hidden=hidden, denoising=denoising, hidden_dropout=hidden_dropout)
     layers = [_input(), _hidden("Hidden1", hidden, "Sigmoid", dropout=hidden_dropout), _output("Sigmoid")]

@@ -38,7 +38,7 @@ CPU_ITEM_MATRIX_BYTES = 8 << 30  # the default's items × items matrix, with Ada
 
 def default_config(n_items: int, device: str = "auto") -> dict:
     """The network ``Recommender()`` trains when given no config: the recipe that did best
-    across the real datasets of issue 18 — ``recipes.hybrid(loss="L2", dropout=0.25)``, EASE's
+    across the real datasets of benchmarks/quality.py — ``recipes.hybrid(loss="L2", dropout=0.25)``, EASE's
     zero-diagonal item-to-item matrix plus a 600-unit tanh layer, squared error (with its
     defaults it won destiny.tune's search on Last.fm and the 1,024 ML-20M users and came within
     1.3% of the best on MovieLens-1M; benchmarks/quality.py). Its items × items matrix takes

@@ -7,7 +7,7 @@
 - ``WeightInit.FrequencyBias`` on an Output layer: biases started from the target dataset's
   column counts when training starts from a freshly initialised network;
 - the warning about a wide sparse Sigmoid output starting at bias 0 (every output then starts
-  at probability 0.5: issue 18 measured half the recommendation quality on Last.fm).
+  at probability 0.5: half the recommendation quality measured on Last.fm).
 
 ``ZeroDiagonal`` layers are in ``nn/itemitem.py``.
 """
@@ -134,8 +134,8 @@ def bias_warnings(config: NetworkConfig, dims: Mapping[str, tuple[int, ...] | No
         size = f"{width:,} units" if width is not None else f"\"auto\" units (if its dataset is wider than {WIDE_OUTPUT:,})"
         messages.append(
             f"Layers[{i}] (layer '{layer.name}'): a sparse Sigmoid output of {size} starts at bias 0, so every "
-            "output starts at probability 0.5; on real data this halves recommendation quality (issue 18: "
-            "Last.fm NDCG@100 0.175 against 0.385 with a negative output bias). Start the biases from the items' "
+            "output starts at probability 0.5; on real data this halves recommendation quality (measured on "
+            "Last.fm: NDCG@100 0.175 against 0.385 with a negative output bias). Start the biases from the items' "
             "frequencies with \"WeightInit\": {\"FrequencyBias\": true}, or give a negative \"Bias\" such as -5")
     return messages
 
