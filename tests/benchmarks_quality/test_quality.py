@@ -261,3 +261,14 @@ def test_default_row_is_the_plain_recommender():
     assert row["test"] == qs.score(ids, split.full, split.test)
     assert row["params"]["best_epoch"] == want.best_epoch_ >= 1 and row["tuned_by"] == "Recommender() defaults"
     assert set(qs.REPORTED_NAMES) <= set(row["test"]) and 0 <= row["validation"] <= 1
+
+
+def test_default_refit_row_trains_the_chosen_epochs_on_everything():
+    import destiny
+
+    split = _planted()
+    row = quality.run_default(split, device="cpu", seed=3, refit=True)
+    chosen = destiny.Recommender(device="cpu", seed=3).fit(split.train, validation=split.validation).best_epoch_
+    want = destiny.Recommender(epochs=chosen, device="cpu", seed=3).fit(split.full)
+    ids, _ = want.recommend(np.arange(split.shape[0]), split.full, N=qs.TOP)
+    assert row["test"] == qs.score(ids, split.full, split.test) and row["params"]["best_epoch"] == chosen
