@@ -1,7 +1,7 @@
 """Destiny: deep learning on large sparse data, a modern successor of Amazon DSSTNE.
 
     import destiny
-    model = destiny.Recommender(epochs=10).fit(user_items)      # scipy CSR, users × items
+    model = destiny.Recommender().fit(user_items, validation=held_out)  # scipy CSR, users × items
     config = destiny.load_config("network.json")                # DSSTNE's JSON
     model = destiny.tune(train, validation, budget_s=300)       # recipes searched with Optuna
     network = destiny.Network.from_config(config, {"input": (27278,), "output": (27278,)})
