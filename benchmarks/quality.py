@@ -17,9 +17,11 @@ train ∪ validation for the epochs it chose, as the peers are. Peers: Optuna TP
 Rows print as they arrive; one failing method prints its error and the run goes on; the JSON
 (--out) is rewritten atomically after every row.
 
-Data: --data PATH, else $DESTINY_DATA, else shared/data in or beside the checkout. On a machine
-without a package index: ``pip install --no-index --find-links .whl implicit optuna`` with the
-wheels downloaded into .whl (see the report of issue 18's benchmark helper for the list).
+Data: --data PATH, else $DESTINY_DATA, else shared/data in or beside the checkout. On a GPU
+machine without a package index or ../shared: ``benchmarks/stage_device.sh`` copies the files
+read here into .stage/data and downloads Python 3.12 wheels of optuna and implicit into .whl;
+carry both and run ``pip install --no-index --no-deps --target /tmp/site .whl/*.whl`` there,
+then this script with ``--data .stage/data`` and ``PYTHONPATH=/tmp/site:src``.
 """
 
 from __future__ import annotations
