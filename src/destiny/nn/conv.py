@@ -254,9 +254,9 @@ def layer_forward(net, layer: LayerConfig, values, noise) -> torch.Tensor:
         else:
             z = net._batch_norm(layer, z, training)
     if layer.delta_norm > 0 and training:
-        from destiny.nn.network import _ClipRowGrad
+        from destiny.nn.penalties import ClipRowGrad
 
-        z = _ClipRowGrad.apply(z, layer.delta_norm)
+        z = ClipRowGrad.apply(z, layer.delta_norm)
     if layer.kind == LayerKind.OUTPUT:
         return z
     a = z

@@ -124,3 +124,22 @@ def element_loss(e: Outputs, t: torch.Tensor | float, spec: LossSpec) -> torch.T
     if fn in BOOSTED and (spec.boost_one != 1 or spec.boost_zero != 1):
         loss = loss * torch.where(t > 0, spec.boost_one, spec.boost_zero).to(loss.dtype)
     return loss
+
+
+def target_columns(target, spec: LossSpec, lo: int, hi: int, dtype: torch.dtype):
+    """Columns [lo, hi) of an output layer's targets, for one rank of a layer split over ranks
+    (sparse: renumbered from 0). Indicator targets of SoftMax + CrossEntropy first become
+    1/#targets of the whole row, so that each rank's part of the distribution is the row's."""
+    from destiny.ops.sparse import SparseBatch
+
+    if not isinstance(target, SparseBatch):
+        return target.flatten(1)[:, lo:hi]
+    if target.values is None and spec.activation.kind == Activation.SOFTMAX and \
+            spec.error_function == ErrorFunction.CROSS_ENTROPY:
+        lengths = torch.cat([target.lengths, target.lengths.new_ones(1)]).clamp(min=1)
+        ones = torch.ones(target.nnz, dtype=dtype, device=target.device)
+        spread = SparseBatch(target.offsets, target.indices, ones / lengths[target.rows()].to(dtype),
+                             target.n_features, target.weights, target.ignore_zero, target.padded)
+        spread._rows = target.rows()
+        target = spread
+    return target.columns(lo, hi)

@@ -31,7 +31,7 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
-from destiny.config import Activation, ErrorFunction, LayerConfig, LayerKind, LayerType, NetworkConfig
+from destiny.config import Activation, LayerConfig, LayerKind, LayerType, NetworkConfig
 from destiny.config.shapes import WeightSpec, batch_norm_size, resolve_shapes, weight_specs
 from destiny.errors import DataError
 from destiny.nn import conv  # Convolutional and Pooling layers
@@ -39,8 +39,9 @@ from destiny.nn import itemitem, recipes  # ZeroDiagonal layers; Normalize, Deno
 from destiny.nn import variational  # Variational layers (Mult-VAE)
 from destiny.nn.activations import ActivationSpec, activate
 from destiny.nn.init import init_weight
-from destiny.nn.losses import LossSpec
+from destiny.nn.losses import LossSpec, target_columns
 from destiny.nn.noise import Noise
+from destiny.nn.penalties import ClipRowGrad, sparseness_penalty  # DeltaNorm, SparsenessPenalty
 from destiny.ops import functional as ops
 from destiny.ops.dense import dense_linear, needs_padding
 from destiny.ops.sparse import SparseBatch
@@ -48,27 +49,6 @@ from destiny.parallel import (OUTPUT, MatrixShard, World, all_reduce, gather_uni
                               reduce_scatter_units)
 
 BN_EPSILON = 1e-5  # cuDNN's CUDNN_BN_MIN_EPSILON, as DSSTNE
-PENALTY_CLAMP = (1e-6, 0.999999)  # DSSTNE's MIN_ACTIVATION / MAX_ACTIVATION
-
-
-class _ClipRowGrad(torch.autograd.Function):
-    """Identity forward; backward rescales each example's gradient to norm ≤ max_norm / batch
-    (DSSTNE's DeltaNorm on the delta, which is batch × the gradient of the mean loss)."""
-
-    @staticmethod
-    def forward(ctx, z, max_norm, world=None):
-        ctx.max_norm, ctx.world = max_norm, world
-        return z.view_as(z)
-
-    @staticmethod
-    def backward(ctx, grad):
-        limit = ctx.max_norm / grad.shape[0]
-        if ctx.world is not None and ctx.world.parallel:  # the whole row's norm: squares all-reduced
-            norms = all_reduce(grad.flatten(1).pow(2).sum(1), ctx.world).sqrt().clamp(min=1e-30)
-        else:
-            norms = grad.flatten(1).norm(dim=1).clamp(min=1e-30)
-        scale = torch.clamp(limit / norms, max=1.0).view(-1, *([1] * (grad.dim() - 1)))
-        return grad * scale, None, None
 
 
 class _Values(dict):
@@ -285,7 +265,7 @@ class Network(torch.nn.Module):
         if layer.batch_norm:
             z = self._batch_norm(layer, z, training=noise is not None)
         if layer.delta_norm > 0 and noise is not None:
-            z = _ClipRowGrad.apply(z, layer.delta_norm, self.world)
+            z = ClipRowGrad.apply(z, layer.delta_norm, self.world)
         if layer.kind == LayerKind.OUTPUT:
             return z
         if layer.variational:  # z is (μ, logvar): μ + ε·σ in training, μ in evaluation
@@ -431,10 +411,10 @@ class Network(torch.nn.Module):
                 raise DataError(f"output layer '{layer.name}' has {self.units[layer.name]} units but its "
                                 f"targets have {n}; the dataset does not fit this network")
             if self.world.parallel:
-                target = self._target_shard(layer, target)
+                target = target_columns(target, self.loss_spec[layer.name], *self.bounds[layer.name], self.dtype)
             parts[layer.name] = ops.output_loss(values[layer.name], target, self.loss_spec[layer.name],
                                                 grad_scale=grad_scale, world=self.world).sum()
-        penalty = self._sparseness_penalty(values) if noise is not None else None
+        penalty = sparseness_penalty(self.config, values) if noise is not None else None
         if penalty is not None:
             parts["SparsenessPenalty"] = penalty
         kl = variational.kl_part(self.config, values.kl, updates) if noise is not None else None
@@ -442,40 +422,6 @@ class Network(torch.nn.Module):
             parts[variational.PART] = kl
         total = torch.stack(list(parts.values())).sum()
         return total, parts
-
-    def _target_shard(self, layer: LayerConfig, target):
-        """This rank's columns of an output layer's targets (sparse: renumbered from 0)."""
-        lo, hi = self.bounds[layer.name]
-        if not isinstance(target, SparseBatch):
-            return target.flatten(1)[:, lo:hi]
-        spec = self.loss_spec[layer.name]
-        if target.values is None and spec.activation.kind == Activation.SOFTMAX and \
-                spec.error_function == ErrorFunction.CROSS_ENTROPY:  # 1/#targets of the whole row
-            lengths = torch.cat([target.lengths, target.lengths.new_ones(1)]).clamp(min=1)
-            ones = torch.ones(target.nnz, dtype=self.dtype, device=target.device)
-            spread = SparseBatch(target.offsets, target.indices, ones / lengths[target.rows()].to(self.dtype),
-                                 target.n_features, target.weights, target.ignore_zero, target.padded)
-            spread._rows = target.rows()
-            target = spread
-        return target.columns(lo, hi)
-
-    def _sparseness_penalty(self, values) -> torch.Tensor | None:
-        """β·KL(p‖ρ̂) per sparse hidden unit, ρ̂ its mean activation over the batch; times the
-        batch so that its gradient per example is DSSTNE's delta term."""
-        total = None
-        for layer in self.config.layers:
-            if layer.kind != LayerKind.HIDDEN or not layer.sparse:
-                continue
-            pen = self.config.sparseness_penalty_of(layer)
-            if pen.beta <= 0:
-                continue
-            a = values[layer.name]
-            rho = a.mean(0).clamp(*PENALTY_CLAMP)
-            p = min(max(pen.p, PENALTY_CLAMP[0]), PENALTY_CLAMP[1])
-            kl = p * torch.log(p / rho) + (1 - p) * torch.log((1 - p) / (1 - rho))
-            term = pen.beta * a.shape[0] * kl.sum()
-            total = term if total is None else total + term
-        return total
 
     @torch.no_grad()
     def predict(self, inputs, layers: list[str] | None = None) -> dict[str, torch.Tensor]:
