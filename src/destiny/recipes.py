@@ -17,6 +17,7 @@ epochs) are ``destiny.Recommender``'s arguments; ``destiny.tune`` searches both.
 | ``mult_vae`` | as Mult-DAE, then a Variational code of L units (KL β annealed), H tanh | Multinomial + KL |
 | ``ease_network`` | one items × items matrix with a zero diagonal, Linear output | L2 (EASE) |
 | ``hybrid`` | H tanh + a zero-diagonal items × items matrix from the input, SoftMax or Linear | Multinomial or L2 |
+| ``ease_hybrid`` | the L2 ``hybrid``, its matrix started at the closed form (``ClosedForm``) | L2 |
 | ``sigmoid_autoencoder`` | DSSTNE's: denoised input, H sigmoid, Sigmoid output | CrossEntropy |
 
 A learning-rate schedule whose shape depends on the run's length (Linear, Cosine) makes a run
@@ -118,38 +119,70 @@ def mult_vae(hidden: int = 600, latent: int = 200, dropout: float = 0.5, beta: f
                             "updates")
 
 
-def ease_network(dropout: float = 0.0, *, weight_decay: float = 0.0) -> dict[str, Any]:
+def _closed_form(name: str, value: float | None) -> dict[str, Any]:
+    """The Output layer's WeightInit of a ``closed_form`` λ (None: none)."""
+    if value is None:
+        return {}
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+        from destiny.errors import UsageError
+
+        raise UsageError(f"recipes.{name}: closed_form must be EASE's λ, a finite number ≥ 0 (or None); got {value!r}")
+    return {"ClosedForm": float(value)}
+
+
+def ease_network(dropout: float = 0.0, *, closed_form: float | None = None, weight_decay: float = 0.0) -> dict[str, Any]:
     """EASE (Steck 2019) as a network: one items × items matrix B whose diagonal is held at zero
     (``ZeroDiagonal``), a Linear output and the L2 error, started at B = 0 with the biases at
     the item means. With the L2 ``lam`` of ``Recommender`` its minimum is closed-form EASE on
     column-centred data with EASE's λ' = n_users·lam. dropout: input denoising (EDLAE's
     emphasised dropout, rescaled). Memory: items² weights and as much again per optimizer
-    state (Adam: 3 × 4·items² bytes, plus the best epoch's copy)."""
+    state (Adam: 3 × 4·items² bytes, plus the best epoch's copy). closed_form: λ' to start B
+    at closed-form EASE (``WeightInit.ClosedForm``; with dropout, EDLAE's) instead of 0, so
+    that training starts at EASE's optimum and is validated there as epoch 0."""
     _check("ease_network", dropout=dropout)
-    out = _output("Linear", init={"Scheme": "Constant", "Scale": 0.0}, ZeroDiagonal=True)
+    out = _output("Linear", init={"Scheme": "Constant", "Scale": 0.0, **_closed_form("ease_network", closed_form)},
+                  ZeroDiagonal=True)
     return _network("EASE", [_input(), out], "L2", denoising=dropout, weight_decay=weight_decay,
                     comment="EASE as a network: a zero-diagonal items x items matrix, Linear output, L2 error")
 
 
 def hybrid(hidden: int = 600, dropout: float = 0.5, *, activation: str = "Tanh", normalize: str = "L2",
-           loss: str = "Multinomial", weight_decay: float = 0.0) -> dict[str, Any]:
+           loss: str = "Multinomial", closed_form: float | None = None, weight_decay: float = 0.0) -> dict[str, Any]:
     """A Mult-DAE and an EASE side by side: the output sums a hidden layer of ``hidden`` units
     (low rank) and a zero-diagonal items × items matrix from the (normalised, denoised) input
     (``ZeroDiagonal`` on the Output layer applies to its items-wide source only). loss:
     "Multinomial" (a SoftMax output, the multinomial likelihood) or "L2" (a Linear output and
     EASE's squared error: EASE plus a nonlinear low-rank correction; on MovieLens-1M's
     validation split, 1 × 600 tanh with dropout 0.25, it beat tuned closed-form EASE, NDCG@100
-    .305 against .302, one H100). Memory as ``ease_network``."""
+    .305 against .302, one H100). closed_form (loss "L2" only): λ' to start the items × items
+    matrix at its closed-form minimum on the normalised, denoised input (``WeightInit.
+    ClosedForm``) and the hidden path's output weights at zero, so that training starts from
+    an EASE of the normalised input. Memory as ``ease_network``."""
     _check("hybrid", hidden=hidden, dropout=dropout)
-    if loss not in ("Multinomial", "L2"):
-        from destiny.errors import UsageError
+    from destiny.errors import UsageError
 
+    if loss not in ("Multinomial", "L2"):
         raise UsageError(f"recipes.hybrid: loss must be 'Multinomial' or 'L2'; got {loss!r}")
-    out = _output("SoftMax" if loss == "Multinomial" else "Linear", sources=["Hidden1", "Input"], ZeroDiagonal=True)
+    if closed_form is not None and loss != "L2":
+        raise UsageError("recipes.hybrid: closed_form solves the L2 error; use loss=\"L2\" with it")
+    out = _output("SoftMax" if loss == "Multinomial" else "Linear", sources=["Hidden1", "Input"], ZeroDiagonal=True,
+                  init=_closed_form("hybrid", closed_form))
     return _network("Hybrid", [_input(normalize), _hidden("Hidden1", hidden, activation), out], loss,
                     denoising=dropout, weight_decay=weight_decay,
                     comment=f"Hybrid: {int(hidden)} {activation} + zero-diagonal item-to-item, "
                             f"{out['Activation']}, {loss}")
+
+
+def ease_hybrid(closed_form: float = 10.0, hidden: int = 600, dropout: float = 0.25, *, activation: str = "Tanh",
+                normalize: str = "L2", weight_decay: float = 0.0) -> dict[str, Any]:
+    """EASE first, then a correction: ``hybrid(loss="L2", closed_form=…)``. The items × items
+    matrix starts at its closed-form minimum on the L2-normalised, denoised input (λ'
+    ``closed_form`` in those rows' units: EASE's λ × n_users / n_interactions), the hidden
+    path's output weights at zero; training (with the L2 ``lam`` = closed_form / n_users, the
+    same penalty) then adds a nonlinear low-rank correction from EASE's optimum, and early
+    stopping keeps the start (epoch 0) when no epoch beats it."""
+    return hybrid(hidden, dropout, activation=activation, normalize=normalize, loss="L2", closed_form=closed_form,
+                  weight_decay=weight_decay)
 
 
 def sigmoid_autoencoder(hidden: int = 512, denoising: float = 0.2, *, hidden_dropout: float = 0.0,
@@ -166,8 +199,8 @@ def sigmoid_autoencoder(hidden: int = 512, denoising: float = 0.2, *, hidden_dro
                             "output biases from item frequencies")
 
 
-RECIPES = {"mult_dae": mult_dae, "mult_vae": mult_vae, "ease_network": ease_network, "hybrid": hybrid,
-           "sigmoid_autoencoder": sigmoid_autoencoder}
+RECIPES = {"mult_dae": mult_dae, "mult_vae": mult_vae, "ease_network": ease_network, "ease_hybrid": ease_hybrid,
+           "hybrid": hybrid, "sigmoid_autoencoder": sigmoid_autoencoder}
 """Every recipe builder by name (what ``destiny.tune`` searches over)."""
 
 
@@ -180,4 +213,4 @@ def recipe(name: str, **params) -> dict[str, Any]:
     return RECIPES[name](**params)
 
 
-__all__ = ["RECIPES", "ease_network", "hybrid", "mult_dae", "mult_vae", "recipe", "sigmoid_autoencoder"]
+__all__ = ["RECIPES", "ease_hybrid", "ease_network", "hybrid", "mult_dae", "mult_vae", "recipe", "sigmoid_autoencoder"]

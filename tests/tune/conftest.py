@@ -23,6 +23,7 @@ TINY_SPACE = {
     "ease_network": {"lam_n": Float(1.0, 1000.0, 100.0, log=True), "alpha": Float(1e-3, 3e-2, 1e-2, log=True),
                      "batch_size": Choice((64, 128), 64)},
 }
+TINY_START = [{"recipe": "mult_dae"}, {"recipe": "mult_vae"}, {"recipe": "ease_network"}]
 
 
 def split(users: int = 300, items: int = 200, seed: int = 1, share: float = 0.2):

@@ -16,7 +16,8 @@ from destiny.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = {"mult_dae": {"hidden": 12}, "mult_vae": {"hidden": 12, "latent": 6, "anneal_steps": 10},
-         "ease_network": {}, "hybrid": {"hidden": 12}, "sigmoid_autoencoder": {"hidden": 12}}
+         "ease_network": {}, "ease_hybrid": {"hidden": 12}, "hybrid": {"hidden": 12},
+         "sigmoid_autoencoder": {"hidden": 12}}
 
 
 @pytest.mark.parametrize("name", sorted(recipes.RECIPES))

@@ -15,6 +15,9 @@ def test_the_table_is_valid_and_every_default_builds():
     for recipe, params in space.SPACE.items():
         plan = space.realize(recipe, {k: d.default for k, d in params.items()}, n_users=6040)
         config_from_json(plan.config, source=recipe)
+        if space.closed_form_only(params):  # the closed form alone: no learning rate, no batches
+            assert plan.fit["epochs"] == 0 and "alpha" not in plan.fit
+            continue
         assert plan.fit["optimizer"] == "adam" and plan.fit["alpha"] > 0 and plan.fit["batch_size"] >= 128
     recipes = [p["recipe"] for p in space.START]
     assert set(recipes) == set(space.SPACE)  # every recipe tried early
@@ -24,6 +27,14 @@ def test_the_table_is_valid_and_every_default_builds():
 def test_derived_parameters():
     plan = space.realize("ease_network", {"lam_n": 500.0, "alpha": 0.01, "batch_size": 256}, n_users=1000)
     assert plan.fit == {"optimizer": "adam", "lam": 0.5, "alpha": 0.01, "batch_size": 256}
+    plan = space.realize("ease_network", {"ease_lam": 300.0, "dropout": 0.1, "epochs": 0}, n_users=1000,
+                         n_interactions=50_000)
+    assert plan.config["Layers"][1]["WeightInit"]["ClosedForm"] == 300.0  # raw rows: EASE's λ as it is
+    assert plan.fit == {"optimizer": "adam", "epochs": 0, "lam": 0.3}
+    plan = space.realize("ease_hybrid", {"ease_lam": 300.0, "hidden": 50, "alpha": 1e-4}, n_users=1000,
+                         n_interactions=50_000)  # 50 items a user: the normalised rows' Gram is 50 × smaller
+    assert plan.config["Layers"][2]["WeightInit"]["ClosedForm"] == pytest.approx(6.0)
+    assert plan.fit["lam"] == pytest.approx(0.006)  # the same penalty in training
     plan = space.realize("mult_vae", {"hidden": 100, "latent": 20, "anneal_epochs": 2.5, "batch_size": 500},
                          n_users=1001)  # 3 updates an epoch
     assert plan.config["KL"]["AnnealSteps"] == 8 and plan.fit["batch_size"] == 500
@@ -53,5 +64,6 @@ def test_bad_tables(table, match):
 
 def test_item_matrix_recipes_need_their_memory():
     kept, dropped = space.available(["mult_vae", "ease_network", "hybrid"], 10_000, memory=2**30)
-    assert kept == ["mult_vae"] and len(dropped) == 2 and "1.9 GiB" in dropped[0]  # 20 bytes × 10,000²
+    assert kept == ["mult_vae"] and len(dropped) == 2
+    assert "1.1 GiB" in dropped[0] and "1.9 GiB" in dropped[1]  # 12 bytes × 10,000² (a closed form), 20 (trained)
     assert space.available(["ease_network"], 10_000, memory=None) == (["ease_network"], [])

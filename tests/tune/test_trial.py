@@ -16,7 +16,7 @@ from .conftest import DEVICES, fingerprint
 
 SMALL = {"mult_vae": {"hidden": 16, "latent": 8, "anneal_epochs": 2.0},
          "mult_dae": {"hidden": 16}, "hybrid": {"hidden": 16}, "sigmoid_autoencoder": {"hidden": 16},
-         "ease_network": {}}
+         "ease_network": {}, "ease_hybrid": {"hidden": 16}}
 
 
 def _params(recipe: str, n_users: int, epochs: int, patience: int | None = 2, device: str = "cpu",

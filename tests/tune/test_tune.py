@@ -12,14 +12,14 @@ import destiny
 from destiny.errors import UsageError
 from destiny.tune.space import Choice, Float, Int
 
-from .conftest import GPU, MULTI_GPU, TINY_SPACE, fingerprint, split
+from .conftest import GPU, MULTI_GPU, TINY_SPACE, TINY_START, fingerprint, split
 
 optuna = pytest.importorskip("optuna")
 
 
 def _tune(data, **kwargs):
     options = {"budget_s": 120, "device": "cpu", "n_trials": 4, "max_epochs": 6, "patience": 2, "space": TINY_SPACE,
-               "progress": False, **kwargs}
+               "start": TINY_START, "progress": False, **kwargs}
     return destiny.tune(data[0], data[1], **options)
 
 
@@ -56,6 +56,21 @@ def test_the_result(tuned, tiny_split):
     assert fingerprint(again) == fingerprint(tuned)
 
 
+def test_closed_form_trials_train_no_epoch_and_refit_the_same(tiny_split):
+    """The table's ease_network: closed-form EASE/EDLAE (epochs 0), validated as epoch 0; its
+    best_params_ (epochs 0) repeat it on the same data."""
+    from destiny.tune.space import SPACE
+
+    train, _ = tiny_split
+    model = _tune(tiny_split, space={"ease_network": SPACE["ease_network"]}, start=None, n_trials=3)
+    assert [t["epochs"] for t in model.trials_] == [0, 0, 0]
+    assert all(t["state"] == "COMPLETE" and t["best_epoch"] == 0 and t["metrics"] for t in model.trials_)
+    assert model.best_params_["epochs"] == 0 and model.best_epoch_ == 0
+    assert model.trials_[0]["params"]["ease_lam"] == SPACE["ease_network"]["ease_lam"].default
+    again = destiny.Recommender(**model.best_params_).fit(train)
+    assert fingerprint(again) == fingerprint(model)
+
+
 def test_same_seed_same_result(tuned, tiny_split):
     other = _tune(tiny_split)
     assert other.best_params_ == tuned.best_params_ and fingerprint(other) == fingerprint(tuned)
@@ -90,7 +105,8 @@ class _PruneLater(optuna.pruners.BasePruner):
 
 def test_pruned_and_failed_trials(tiny_split):
     space = {**TINY_SPACE, "sigmoid_autoencoder": {"hidden": Int(8, 16, 8), "batch_size": Choice((0,), 0)}}
-    model = _tune(tiny_split, n_trials=4, space=space, max_epochs=8, patience=None, pruner=_PruneLater())
+    model = _tune(tiny_split, n_trials=4, space=space, max_epochs=8, patience=None, pruner=_PruneLater(),
+                  start=[*TINY_START, {"recipe": "sigmoid_autoencoder"}])
     states = [(t["recipe"], t["state"], t["stopped"], t["epochs"]) for t in model.trials_]
     assert states[0] == ("mult_dae", "COMPLETE", "epochs", 8)
     assert states[1] == ("mult_vae", "PRUNED", "pruned", 3) and states[2] == ("ease_network", "PRUNED", "pruned", 3)

@@ -192,6 +192,15 @@ def _check_recipes(config: NetworkConfig, layer: LayerConfig, at: Place) -> None
         if layer.activation not in _FREQUENCY_ACTIVATIONS:
             raise where.error(f"is defined for Sigmoid (log-odds), SoftMax (log-frequencies) and Linear (means) "
                               f"outputs; this layer's Activation is {layer.activation.json}: use \"Bias\"")
+    if layer.weight_init.closed_form is not None:
+        where = at.child("WeightInit").child("ClosedForm")
+        if layer.kind != LayerKind.OUTPUT or not layer.zero_diagonal:
+            raise where.error("is for ZeroDiagonal Output layers (it solves their items × items matrix); add "
+                              "\"ZeroDiagonal\": true or remove 'ClosedForm'")
+        if layer.activation != Activation.LINEAR or config.error_function != ErrorFunction.L2:
+            raise where.error(f"solves the L2 error of a Linear output; this layer's Activation is "
+                              f"{layer.activation.json} and the ErrorFunction {config.error_function.json}: use "
+                              "\"Activation\": \"Linear\" with \"ErrorFunction\": \"L2\", or remove 'ClosedForm'")
     if layer.zero_diagonal:
         where = at.child("ZeroDiagonal")
         if layer.type != LayerType.FULLY_CONNECTED:

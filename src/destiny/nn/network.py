@@ -133,6 +133,7 @@ class Network(torch.nn.Module):
         self.diagonals = itemitem.diagonal_plan(self, source)  # ZeroDiagonal: zero from the start
         itemitem.zero_diagonals(self)
         self.fresh = initialize  # recipes.start_training: FrequencyBias and its warning for new weights only
+        self.closed_form_start = False  # set by recipes.start_training: WeightInit.ClosedForm solved (epoch 0)
 
     # -- construction -------------------------------------------------------------------------
 

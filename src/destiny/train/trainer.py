@@ -165,6 +165,7 @@ class Trainer:
         self.console = console
         self.validator = validator
         self.stopping = _stopping(validator, monitor, patience, restore_best)
+        self.start_metrics: dict | None = None  # the validation of a closed-form start (epoch 0)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -188,6 +189,9 @@ class Trainer:
             self.stopping.should_stop, self.stopping.bad = False, 0
         results = []
         try:
+            if getattr(self.network, "closed_form_start", False):  # a closed-form start is epoch 0's model
+                self.network.closed_form_start = False
+                self._validate_start(check)
             for i in range(epochs):
                 result = self._epoch(binding, check)
                 self._validate(result, last=i == epochs - 1)
@@ -209,6 +213,18 @@ class Trainer:
     def best_epoch(self) -> int | None:
         """The best validated epoch (early stopping), None before any validation or without one."""
         return None if self.stopping is None else self.stopping.best_epoch
+
+    def _validate_start(self, check: Binding | None) -> None:
+        """Validate a network that starts from a closed form (``WeightInit.ClosedForm``) before
+        its first epoch: its metrics go to ``start_metrics`` and early stopping counts it as
+        epoch 0, so the run ends on it when no epoch beats it (``best_epoch`` 0)."""
+        if self.validator is None or self.epoch != 0:
+            return
+        self.start_metrics = self.validator.validate(self.network, precision=self.precision)
+        if self.stopping is not None:
+            start = EpochResult(0, math.nan, 0.0, self.evaluate(check) if check is not None else None, 0.0, 0.0, 0.0,
+                                metrics=dict(self.start_metrics))
+            self.stopping.update(0, self.stopping.value(start), self.network)
 
     def _validate(self, result: EpochResult, last: bool) -> None:
         """Ranking metrics after the epoch when due (and after ``fit``'s last epoch), then the

@@ -78,7 +78,7 @@ def tune(train, validation, *, budget_s: float, device: str | Sequence[str] | No
     for name in chosen:
         if name not in space:
             raise UsageError(f"recipe {name!r} is not in the search space; it has {', '.join(space)}")
-    chosen, dropped = available(chosen, data.n_features, None if recipes is not None else _memory(devices[0]))
+    chosen, dropped = available(chosen, data.n_features, None if recipes is not None else _memory(devices[0]), space)
     if dropped:
         warnings.warn("destiny.tune leaves out " + "; ".join(dropped), stacklevel=2)
     if not chosen:
@@ -135,7 +135,7 @@ class Run:
     def ask(self, device: str):
         """(Optuna trial, Plan, Recommender arguments) of the next trial, on ``device``."""
         trial = self.study.ask()
-        plan = suggest(trial, self.space, self.recipes, self.train.n_examples)
+        plan = suggest(trial, self.space, self.recipes, self.train.n_examples, len(self.train.indices))
         self.started += 1
         self.table.start(trial.number, plan.recipe, plan.values, device)
         params = {**self.common, **plan.fit, "config": plan.config, "device": device}

@@ -11,6 +11,14 @@ What a parameter name sets:
 - ``alpha``, ``batch_size``, ``lam``, ``optimizer``: ``destiny.Recommender``'s arguments;
 - ``lam_n``: the L2 ``lam`` in EASE's units, λ' = n_users · lam (so one range fits every data
   set: ``lam = lam_n / n_users``);
+- ``ease_lam``: EASE's λ' of a closed-form start (``WeightInit.ClosedForm``), in the units of the
+  raw 0/1 data, so that one range fits every recipe: a recipe that reads L2-normalised rows
+  (``ease_hybrid``) gets ``closed_form`` = ease_lam × n_users / n_interactions (the ratio of the
+  two Gram matrices' traces), ``ease_network`` gets it as it is; without ``lam_n`` the L2 ``lam``
+  of training is then closed_form / n_users, the same penalty, so that training starts at the
+  minimum of its own objective's item-to-item part;
+- ``epochs``: the Recommender's ``epochs`` (``ease_network``'s single choice 0: the closed form,
+  no gradient steps);
 - ``anneal_epochs``: the KL annealing of ``mult_vae`` in epochs (``anneal_steps`` = anneal_epochs
   × the updates an epoch, ⌈n_users / batch_size⌉);
 - anything else: a keyword argument of the recipe's builder (``hidden``, ``dropout``, ``beta``, …).
@@ -95,10 +103,16 @@ SPACE: dict[str, dict[str, Dist]] = {
         "alpha": ALPHA,
         "batch_size": BATCH,
     },
-    "ease_network": {
-        "lam_n": Float(10.0, 10_000.0, 500.0, log=True),
-        "dropout": Float(0.0, 0.5, 0.0),
-        "alpha": Float(1e-4, 3e-2, 3e-3, log=True),
+    "ease_network": {  # closed-form EASE (EDLAE with dropout): seconds a trial
+        "ease_lam": Float(1.0, 10_000.0, 300.0, log=True),
+        "dropout": Float(0.0, 0.6, 0.0),
+        "epochs": Choice((0,), 0),
+    },
+    "ease_hybrid": {  # the closed form of the normalised input, then a tanh correction trained from it
+        "ease_lam": Float(1.0, 10_000.0, 300.0, log=True),
+        "hidden": Int(200, 1000, 600, log=True),
+        "dropout": Float(0.0, 0.6, 0.25),
+        "alpha": Float(1e-5, 3e-3, 1e-4, log=True),
         "batch_size": BATCH,
     },
     "hybrid": {
@@ -111,22 +125,25 @@ SPACE: dict[str, dict[str, Dist]] = {
     },
 }
 
+# Closed-form EASE first: seconds a trial, and a floor the median pruner holds later trials to.
 # Measured on validation splits (one H100, 2026-12-07; NDCG@100 of tuned closed-form EASE in
 # brackets): the L2 hybrid at dropout 0.25 won MovieLens-1M (.305 [.302]), the multinomial
 # hybrid Last.fm (.262 [.243]) and tied CiteULike (.225 [.225]); Mult-DAE came next on each.
 START: list[dict[str, Any]] = [
+    {"recipe": "ease_network"},
+    {"recipe": "ease_hybrid"},
     {"recipe": "hybrid", "loss": "L2", "dropout": 0.25},
     {"recipe": "hybrid"},
     {"recipe": "mult_dae"},
     {"recipe": "mult_vae"},
-    {"recipe": "ease_network"},
     {"recipe": "sigmoid_autoencoder"},
 ]
 """Points tried first: a recipe and any of its parameters (the rest at their defaults)."""
 
-FIT_KEYS = ("alpha", "batch_size", "lam", "optimizer")  # Recommender's arguments
+FIT_KEYS = ("alpha", "batch_size", "epochs", "lam", "optimizer")  # Recommender's arguments
 FIXED = {"optimizer": "adam"}  # every trial's Recommender arguments that are not searched
-ITEM_MATRIX = ("ease_network", "hybrid")  # recipes holding an items × items matrix
+ITEM_MATRIX = ("ease_network", "ease_hybrid", "hybrid")  # recipes holding an items × items matrix
+NORMALIZED = ("ease_hybrid",)  # recipes whose closed form reads L2-normalised rows (ease_lam's rule)
 
 
 @dataclass(frozen=True)
@@ -158,15 +175,17 @@ def check_space(space: Mapping[str, Mapping[str, Dist]]) -> None:
                 raise UsageError(f"{where}: need low ≤ default ≤ high (and low > 0 on a log scale); got {dist}")
 
 
-def suggest(trial, space: Mapping[str, Mapping[str, Dist]], recipes: Sequence[str], n_users: int) -> Plan:
+def suggest(trial, space: Mapping[str, Mapping[str, Dist]], recipes: Sequence[str], n_users: int,
+            n_interactions: int | None = None) -> Plan:
     """The Plan of an Optuna trial: a recipe among ``recipes``, then its parameters."""
     recipe = trial.suggest_categorical("recipe", list(recipes))
     values = {name: dist.suggest(trial, f"{recipe}.{name}") for name, dist in space[recipe].items()}
-    return realize(recipe, values, n_users)
+    return realize(recipe, values, n_users, n_interactions)
 
 
-def realize(recipe: str, values: Mapping[str, Any], n_users: int) -> Plan:
-    """The network and Recommender arguments of a recipe's values (the module docstring's rules)."""
+def realize(recipe: str, values: Mapping[str, Any], n_users: int, n_interactions: int | None = None) -> Plan:
+    """The network and Recommender arguments of a recipe's values (the module docstring's rules;
+    n_interactions: the training data's nonzeros, for ``ease_lam`` on normalised rows)."""
     from destiny.recipes import recipe as build
 
     fit, kwargs = dict(FIXED), {}
@@ -175,8 +194,13 @@ def realize(recipe: str, values: Mapping[str, Any], n_users: int) -> Plan:
             fit[name] = value
         elif name == "lam_n":
             fit["lam"] = float(value) / max(n_users, 1)
+        elif name == "ease_lam":
+            ratio = max(n_users, 1) / max(n_interactions or n_users, 1) if recipe in NORMALIZED else 1.0
+            kwargs["closed_form"] = float(value) * ratio
         elif name != "anneal_epochs":
             kwargs[name] = value
+    if "closed_form" in kwargs and "lam" not in fit:
+        fit["lam"] = kwargs["closed_form"] / max(n_users, 1)
     if "anneal_epochs" in values:
         per_epoch = math.ceil(n_users / int(fit.get("batch_size", 256)))
         kwargs["anneal_steps"] = max(1, round(float(values["anneal_epochs"]) * per_epoch))
@@ -202,18 +226,27 @@ def start_points(space: Mapping[str, Mapping[str, Dist]], recipes: Sequence[str]
     return points
 
 
-def item_matrix_bytes(n_items: int) -> int:
+def item_matrix_bytes(n_items: int, trains: bool = True) -> int:
     """Memory an items × items matrix takes while training with Adam: weights, gradient, two
-    moments and the best epoch's copy (5 × 4 bytes an entry)."""
-    return 20 * n_items * n_items
+    moments and the best epoch's copy (5 × 4 bytes an entry); without training (a closed
+    form), the weights and the solve's two float32 matrices (3 × 4 bytes)."""
+    return (20 if trains else 12) * n_items * n_items
 
 
-def available(recipes: Sequence[str], n_items: int, memory: int | None) -> tuple[list[str], list[str]]:
+def closed_form_only(params: Mapping[str, Dist]) -> bool:
+    """Whether a recipe's space trains no epoch (``epochs`` fixed at 0: a closed form)."""
+    epochs = params.get("epochs")
+    return isinstance(epochs, Choice) and tuple(epochs.options) == (0,)
+
+
+def available(recipes: Sequence[str], n_items: int, memory: int | None,
+              space: Mapping[str, Mapping[str, Dist]] | None = None) -> tuple[list[str], list[str]]:
     """(recipes that fit, reasons for those left out): the items × items recipes need
     ``item_matrix_bytes`` within ``memory`` (None: no limit)."""
+    space = SPACE if space is None else space
     kept, dropped = [], []
     for recipe in recipes:
-        need = item_matrix_bytes(n_items)
+        need = item_matrix_bytes(n_items, not closed_form_only(space.get(recipe, {})))
         if recipe in ITEM_MATRIX and memory is not None and need > memory:
             dropped.append(f"{recipe} (its {n_items:,} × {n_items:,} matrix needs about {need / 2**30:.1f} GiB "
                            f"to train, more than the {memory / 2**30:.1f} GiB available)")

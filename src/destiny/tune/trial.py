@@ -127,7 +127,8 @@ def fit_trial(params: dict, train, validation, *, number: int, recipe: str, valu
     outcome.seconds = time.monotonic() - started
     if stopping.best_epoch is not None:
         outcome.value = float(stopping.best)
-        outcome.metrics = next((dict(r.metrics) for r in trainer.history if r.epoch == stopping.best_epoch), {})
+        outcome.metrics = dict(trainer.start_metrics or {}) if stopping.best_epoch == 0 else \
+            next((dict(r.metrics) for r in trainer.history if r.epoch == stopping.best_epoch), {})
     if watch.pruned:
         outcome.state, outcome.stopped = "PRUNED", "pruned"
     elif outcome.value is None or not math.isfinite(outcome.value):
