@@ -197,3 +197,23 @@ def test_the_recipes_refuse_a_closed_form_they_cannot_solve():
 def test_a_dsstne_file_without_the_key_is_unchanged():
     cfg = load_config(EASE_JSON)
     assert cfg.layers[1].weight_init.closed_form is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_solve_on_the_gpu_equals_the_cpus_and_repeats():
+    """Under torch's deterministic mode (as the Trainer runs): float64 on the GPU within 1e-10
+    of the CPU, and two solves bitwise equal."""
+    x = sp.csr_matrix((np.random.default_rng(6).random((3000, 700)) < 0.05).astype(float))
+    a = sp.diags(1.0 / np.sqrt(np.maximum(1.0, np.asarray(x.sum(1)).ravel()))) @ x
+    cpu = solve(a, x, 5.0, p=0.25, dtype=torch.float64)
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        first = solve(a, x, 5.0, p=0.25, device="cuda", dtype=torch.float64)
+        second = solve(a, x, 5.0, p=0.25, device="cuda", dtype=torch.float64)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    for want, got, again in zip(cpu, first, second):
+        assert torch.equal(got, again)
+        np.testing.assert_allclose(got.cpu().numpy(), want.numpy(), atol=1e-10)
