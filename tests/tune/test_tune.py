@@ -115,6 +115,24 @@ def test_pruned_and_failed_trials(tiny_split):
     assert [t.state.name for t in model.study_.trials] == ["COMPLETE", "PRUNED", "PRUNED", "FAIL"]
 
 
+def test_a_device_left_unusable_ends_the_search(tiny_split, monkeypatch):
+    """A CUDA error that poisons the process (every later call fails the same way): the search
+    stops at that trial, returning the best so far with a warning, or a ResourceError when
+    there is none (here the device's state is simulated: the failed trial's probe says so)."""
+    import destiny.tune.trial as trial_module
+    from destiny.errors import ResourceError
+
+    monkeypatch.setattr(trial_module, "device_broken", lambda device: "AcceleratorError: CUDA error: unknown error")
+    space = {**TINY_SPACE, "sigmoid_autoencoder": {"hidden": Int(8, 16, 8), "batch_size": Choice((0,), 0)}}
+    bad = {"recipe": "sigmoid_autoencoder"}
+    with pytest.warns(UserWarning, match="stopped early: trial 1 .sigmoid_autoencoder. left cpu unusable"):
+        model = _tune(tiny_split, n_trials=4, space=space, start=[TINY_START[0], bad, TINY_START[1]])
+    assert [t["recipe"] for t in model.trials_] == ["mult_dae", "sigmoid_autoencoder"]
+    assert model.trials_[1]["device_error"].startswith("AcceleratorError") and model.best_trial_ == 0
+    with pytest.raises(ResourceError, match="fresh process"):
+        _tune(tiny_split, n_trials=4, space=space, start=[bad, TINY_START[0]])
+
+
 def test_the_default_pruner_is_the_median_pruner(tuned):
     assert isinstance(tuned.study_.pruner, optuna.pruners.MedianPruner)
     assert isinstance(tuned.study_.sampler, optuna.samplers.TPESampler)

@@ -179,9 +179,25 @@ class Run:
                 best_model = model
                 best_model.network_.to("cpu")  # parked in host memory while other trials use the device
             del model
+            if outcome.device_error:
+                return self._device_failed(outcome, best_model)
             free_memory(device)
         if best_model is not None:
             best_model.network_.to(device)
+        return best_model
+
+    def _device_failed(self, outcome: Outcome, best_model):
+        """End the search after a trial left the device unusable (``trial.device_broken``): the
+        best model so far stays in host memory, with a warning; none so far is a ResourceError."""
+        from destiny.errors import ResourceError
+
+        why = (f"trial {outcome.number} ({outcome.recipe}) left {outcome.device} unusable ({outcome.device_error}; "
+               f"the trial's error: {(outcome.error or '').splitlines()[0]}); no later trial could run in this process")
+        if best_model is None:
+            raise ResourceError(f"destiny.tune stopped: {why}. Run it again in a fresh process (on a GPU that no "
+                                "other process fills)")
+        warnings.warn(f"destiny.tune stopped early: {why}. It returns the best of the {len(self.outcomes)} trials "
+                      "so far, left on the CPU (model.network_.to(device) once the device works again)", stacklevel=3)
         return best_model
 
 

@@ -46,6 +46,7 @@ class Outcome:
     error: str | None = None
     device: str = ""
     first_epoch_seconds: float | None = None
+    device_error: str | None = None  # the device can run nothing more (``device_broken``)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -119,6 +120,7 @@ def fit_trial(params: dict, train, validation, *, number: int, recipe: str, valu
         outcome.error = f"{type(exc).__name__}: {exc}"
         outcome.epochs = trainer.epoch if trainer is not None else 0
         outcome.seconds = time.monotonic() - started
+        outcome.device_error = device_broken(outcome.device)
         return None, outcome
     stopping = trainer.stopping
     outcome.first_epoch_seconds = watch.first_epoch_s
@@ -139,6 +141,23 @@ def fit_trial(params: dict, train, validation, *, number: int, recipe: str, valu
     if outcome.state != "COMPLETE":
         return None, outcome
     return model._adopt(run), outcome
+
+
+def device_broken(device: str) -> str | None:
+    """Why ``device`` can run nothing more, or None: after some CUDA errors (an illegal memory
+    access, a launch failure, "unknown error") every later call in the process fails with the
+    same error, so a search that went on would record nothing but failed trials. A probe: one
+    tiny kernel and a synchronisation (after a failed trial only)."""
+    if not str(device).startswith("cuda"):
+        return None
+    import torch
+
+    try:
+        torch.ones(1, device=device).add_(1)
+        torch.cuda.synchronize(device)
+    except Exception as exc:  # noqa: BLE001 — whatever the device raises is the answer
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
 
 
 def free_memory(device: str) -> None:
