@@ -50,6 +50,18 @@ def test_start_points_fill_in_defaults():
                       {"recipe": "mult_dae", "mult_dae.hidden": 50, "mult_dae.alpha": 1e-3}]
 
 
+def test_best_start_values_come_from_the_best_trial_so_far():
+    table = {"mult_dae": {"hidden": Int(10, 100, 50)}, "ease_network": {"ease_lam": Float(1.0, 1000.0, 300.0)}}
+    [point] = space.start_points(table, ["mult_dae"], [{"recipe": "mult_dae",
+                                                        "hidden": space.Best("ease_network", "ease_lam")}])
+    assert space.resolve_point(point, table, {}) == {"recipe": "mult_dae", "mult_dae.hidden": 50}  # none yet: default
+    best = {"ease_network": {"ease_lam": 30.0}}
+    assert space.resolve_point(point, table, best)["mult_dae.hidden"] == 30  # an Int for an Int
+    assert space.resolve_point(point, table, {"ease_network": {"ease_lam": 999.0}})["mult_dae.hidden"] == 100
+    with pytest.raises(UsageError, match="no parameter 'lam'"):
+        space.start_points(table, ["mult_dae"], [{"recipe": "mult_dae", "hidden": space.Best("ease_network", "lam")}])
+
+
 @pytest.mark.parametrize("table, match", [
     ({"vae": {}}, "recipe 'vae'"),
     ({"mult_dae": {"hidden": Int(10, 100, 500)}}, r"space\['mult_dae'\]\['hidden'\]"),

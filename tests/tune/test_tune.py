@@ -71,6 +71,18 @@ def test_closed_form_trials_train_no_epoch_and_refit_the_same(tiny_split):
     assert fingerprint(again) == fingerprint(model)
 
 
+def test_the_table_s_start_takes_ease_hybrid_s_lambda_from_the_best_closed_form(tiny_split):
+    from destiny.tune.space import SPACE, START
+
+    space = {k: SPACE[k] for k in ("ease_network", "ease_hybrid")}
+    model = _tune(tiny_split, space=space, start=START, n_trials=4, max_epochs=2)
+    closed = [t for t in model.trials_[:3] if t["recipe"] == "ease_network"]
+    assert [t["params"]["ease_lam"] for t in closed] == [300.0, 30.0, 1000.0]
+    best = max(closed, key=lambda t: t["value"])
+    assert model.trials_[3]["recipe"] == "ease_hybrid"
+    assert model.trials_[3]["params"]["ease_lam"] == best["params"]["ease_lam"]
+
+
 def test_same_seed_same_result(tuned, tiny_split):
     other = _tune(tiny_split)
     assert other.best_params_ == tuned.best_params_ and fingerprint(other) == fingerprint(tuned)

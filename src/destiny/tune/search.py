@@ -10,7 +10,7 @@ import warnings
 from typing import Any, Mapping, Sequence
 
 from destiny.errors import UsageError
-from destiny.tune.space import SPACE, START, available, check_space, start_points, suggest
+from destiny.tune.space import SPACE, START, available, check_space, resolve_point, start_points, suggest
 from destiny.tune.table import TrialTable
 from destiny.tune.trial import Outcome, fit_trial, free_memory
 
@@ -92,10 +92,9 @@ def tune(train, validation, *, budget_s: float, device: str | Sequence[str] | No
               "patience": patience, "validate_every": 1, "epochs": int(max_epochs)}
     with _quiet_optuna(optuna):
         study = _study(optuna, seed, pruner)
-        for point in start_points(space, chosen, START if start is None else start):
-            study.enqueue_trial(point, skip_if_exists=True)
+        points = start_points(space, chosen, START if start is None else start)
     run = Run(study, space, chosen, data, held, common, clock, n_trials, trial_budget_s,
-              TrialTable(progress, monitor))
+              TrialTable(progress, monitor), points)
     with _quiet_optuna(optuna), run.table:
         if len(devices) > 1:
             from destiny.tune.parallel import run_parallel
@@ -109,8 +108,10 @@ def tune(train, validation, *, budget_s: float, device: str | Sequence[str] | No
 class Run:
     """The state of one search: the study, the space, the data, the budget and the trials."""
 
-    def __init__(self, study, space, recipes, train, validation, common, clock, n_trials, trial_budget_s, table):
+    def __init__(self, study, space, recipes, train, validation, common, clock, n_trials, trial_budget_s, table,
+                 start=()):
         self.study, self.space, self.recipes = study, space, recipes
+        self.start = list(start)  # start points not yet enqueued (each when the trial before it has begun)
         self.train, self.validation, self.common, self.clock = train, validation, common, clock
         self.n_trials, self.trial_budget_s, self.table = n_trials, trial_budget_s, table
         self.outcomes: list[Outcome] = []
@@ -134,6 +135,11 @@ class Run:
 
     def ask(self, device: str):
         """(Optuna trial, Plan, Recommender arguments) of the next trial, on ``device``."""
+        if self.start:  # the next start point, its Best values from the trials finished so far
+            best = {}
+            for o in sorted((o for o in self.outcomes if o.state == "COMPLETE"), key=lambda o: o.value):
+                best[o.recipe] = o.params
+            self.study.enqueue_trial(resolve_point(self.start.pop(0), self.space, best), skip_if_exists=True)
         trial = self.study.ask()
         plan = suggest(trial, self.space, self.recipes, self.train.n_examples, len(self.train.indices))
         self.started += 1

@@ -75,6 +75,16 @@ class Choice:
 
 Dist = Float | Int | Choice
 
+
+@dataclass(frozen=True)
+class Best:
+    """A START value decided when its trial starts: parameter ``param`` of the best complete
+    trial of ``recipe`` so far (the parameter's own default while there is none), clipped to
+    the range of the parameter it fills."""
+
+    recipe: str
+    param: str
+
 ALPHA = Float(1e-4, 1e-2, 1e-3, log=True)
 BATCH = Choice((128, 256, 512, 1024), 512)
 
@@ -130,8 +140,10 @@ SPACE: dict[str, dict[str, Dist]] = {
 # brackets): the L2 hybrid at dropout 0.25 won MovieLens-1M (.305 [.302]), the multinomial
 # hybrid Last.fm (.262 [.243]) and tied CiteULike (.225 [.225]); Mult-DAE came next on each.
 START: list[dict[str, Any]] = [
-    {"recipe": "ease_network"},
-    {"recipe": "ease_hybrid"},
+    {"recipe": "ease_network"},  # λ 300, then a decade either side: EASE's best λ
+    {"recipe": "ease_network", "ease_lam": 30.0},  # measured 20 (CiteULike) to 780 (MovieLens-1M)
+    {"recipe": "ease_network", "ease_lam": 1000.0},
+    {"recipe": "ease_hybrid", "ease_lam": Best("ease_network", "ease_lam")},
     {"recipe": "hybrid", "loss": "L2", "dropout": 0.25},
     {"recipe": "hybrid"},
     {"recipe": "mult_dae"},
@@ -221,9 +233,30 @@ def start_points(space: Mapping[str, Mapping[str, Dist]], recipes: Sequence[str]
         if unknown:
             raise UsageError(f"start point {dict(point)} sets {', '.join(unknown)}, which the space of {recipe} does "
                              f"not have (it has {', '.join(values)})")
+        for name, value in point.items():
+            if isinstance(value, Best) and (value.recipe not in space or value.param not in space[value.recipe]):
+                raise UsageError(f"start point {dict(point)}: {name} takes {value}, but the space has no parameter "
+                                 f"{value.param!r} of recipe {value.recipe!r}")
         values.update({k: v for k, v in point.items() if k != "recipe"})
         points.append({"recipe": recipe, **{f"{recipe}.{k}": v for k, v in values.items()}})
     return points
+
+
+def resolve_point(point: Mapping[str, Any], space: Mapping[str, Mapping[str, Dist]],
+                  best_params: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """A start point (``start_points``) with its ``Best`` values filled in from ``best_params``
+    (recipe → the values of its best complete trial so far)."""
+    out = {}
+    for key, value in point.items():
+        if isinstance(value, Best):
+            recipe, name = key.split(".", 1)
+            dist = space[recipe][name]
+            found = best_params.get(value.recipe, {}).get(value.param)
+            value = dist.default if found is None else found
+            if isinstance(dist, (Float, Int)):
+                value = type(dist.default)(min(max(value, dist.low), dist.high))
+        out[key] = value
+    return out
 
 
 def item_matrix_bytes(n_items: int, trains: bool = True) -> int:
