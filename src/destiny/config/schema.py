@@ -81,11 +81,11 @@ class WeightInit:
     closed_form: float | None = _extension(f.key(
         "ClosedForm", "A Destiny extension for ZeroDiagonal Output layers with a Linear activation "
         "and the L2 error (EASE as a network): λ ≥ 0. When training starts from a freshly "
-        "initialised network, the items × items matrix B from the sparse Input layer and the "
-        "layer's biases start at the minimum of Σ‖y − b − xB‖² + λ‖B‖² with diag(B) = 0 over the "
-        "training examples (x as the layer reads it: Normalize and the expected Denoising "
-        "applied), solved in closed form (EASE, Steck 2019; EDLAE with denoising); the layer's "
-        "other matrices start at zero. λ is EASE's λ (n_examples × the L2 lam of training). "
+        "initialised network, the items × items matrix B from the sparse Input layer starts at "
+        "the minimum of Σ‖y − xB‖² + λ‖B‖² with diag(B) = 0 over the training examples (x as the "
+        "layer reads it: Normalize and the expected Denoising applied), solved in closed form "
+        "(EASE, Steck 2019; EDLAE with denoising); the layer's biases and other matrices start "
+        "at zero. λ is EASE's λ (n_examples × the L2 lam of training). "
         "Memory: two dense items × items matrices for the solve.",
         parse=f.number(0.0), default=None))
 
