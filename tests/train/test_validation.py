@@ -73,6 +73,26 @@ def test_metrics_equal_ranking_metrics(batch_size, chunk_elements, activation, d
     assert 0 < got["ndcg@40"] < 1
 
 
+@pytest.mark.parametrize("batch_size,chunk_elements", [(None, None), (7, 70)])
+def test_standard_errors_are_those_of_the_per_user_values(batch_size, chunk_elements):
+    """Each metric's standard error of the mean over the scored users: per-user values from
+    ``ranking_metrics`` on one user at a time, then std(ddof=1)/√n."""
+    train, held = split()
+    net = network()
+    v = RankingValidator({"in": train}, held, metrics=METRICS, batch_size=batch_size, chunk_elements=chunk_elements)
+    v.validate(net)
+    recs = recommend_batch(net, {"in": train}, 40, method="exact")
+    for name in METRICS:
+        kind, k = parse_metric(name)
+        values = []
+        for u in v.users:  # user u alone: its held-out items as a one-row matrix
+            lo, hi = held.offsets[u], held.offsets[u + 1]
+            one = ranking_metrics(recs.items[u:u + 1], np.array([0, hi - lo]), held.indices[lo:hi], k=k)
+            values.append(one.as_dict()[kind])
+        want = np.std(values, ddof=1) / np.sqrt(len(values))
+        assert v.standard_errors[metric_name(name)] == pytest.approx(want, rel=1e-9, abs=1e-15), name
+
+
 @pytest.mark.parametrize("activation", ["Sigmoid", "Relu"])
 def test_ties_are_ranked_by_the_lower_item_index(activation):
     """Weights on a coarse grid make many equal scores (ReLU's zeros too): rows where topk's

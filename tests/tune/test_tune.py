@@ -83,6 +83,40 @@ def test_the_table_s_start_takes_ease_hybrid_s_lambda_from_the_best_closed_form(
     assert model.trials_[3]["params"]["ease_lam"] == best["params"]["ease_lam"]
 
 
+def test_the_one_standard_error_rule_prefers_a_close_closed_form(tiny_split):
+    """A trained trial that leads a closed form by less than one standard error loses to it
+    (the closed form rebuilt: its validation score is the trial's); a larger lead, or the rule
+    off, keeps the trained one."""
+    from types import SimpleNamespace
+
+    from destiny.recommender import _as_dataset
+    from destiny.tune.search import _prefer_closed_form
+    from destiny.tune.space import SPACE, realize
+    from destiny.tune.trial import Outcome
+
+    train, validation = (_as_dataset(x, "x") for x in tiny_split)
+    plan = realize("ease_network", {"ease_lam": 30.0, "dropout": 0.0, "epochs": 0}, train.n_examples)
+    closed = {**plan.fit, "config": plan.config, "device": "cpu", "seed": 0, "progress": False}
+    value = _tune(tiny_split, space={"ease_network": SPACE["ease_network"]}, n_trials=1,
+                  start=[{"recipe": "ease_network", "ease_lam": 30.0}]).best_score_
+
+    def run(lead: float, se: float):
+        trained = Outcome(1, "mult_dae", {}, state="COMPLETE", best_epoch=7, value=value + lead, standard_error=se)
+        closed_form = Outcome(0, "ease_network", {}, state="COMPLETE", best_epoch=0, value=value,
+                              standard_error=se)
+        return SimpleNamespace(common={"monitor": "ndcg@100", "device": "cpu"}, outcomes=[closed_form, trained],
+                               best=(value + lead, 1), params={0: closed, 1: {}}, train=train, validation=validation)
+
+    winner = object()
+    near = run(0.004, 0.01)
+    model = _prefer_closed_form(near, winner, 1.0)
+    assert model is not winner and near.best == (value, 0) and "within 1 standard error" in near.chosen_by
+    assert model.best_epoch_ == 0 and model.evaluate(tiny_split[1], tiny_split[0], k=[100])[100]["ndcg"] == \
+        pytest.approx(value, abs=1e-9)
+    assert _prefer_closed_form(run(0.02, 0.01), winner, 1.0) is winner
+    assert _prefer_closed_form(run(0.004, 0.01), winner, None) is winner
+
+
 def test_same_seed_same_result(tuned, tiny_split):
     other = _tune(tiny_split)
     assert other.best_params_ == tuned.best_params_ and fingerprint(other) == fingerprint(tuned)

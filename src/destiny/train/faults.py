@@ -19,7 +19,6 @@ steps run without CUDA graphs.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import torch

@@ -166,6 +166,7 @@ class Trainer:
         self.validator = validator
         self.stopping = _stopping(validator, monitor, patience, restore_best)
         self.start_metrics: dict | None = None  # the validation of a closed-form start (epoch 0)
+        self.start_errors: dict | None = None  # its standard errors
 
     # -- public -------------------------------------------------------------------------------
 
@@ -221,6 +222,7 @@ class Trainer:
         if self.validator is None or self.epoch != 0:
             return
         self.start_metrics = self.validator.validate(self.network, precision=self.precision)
+        self.start_errors = dict(getattr(self.validator, "standard_errors", {}))
         if self.stopping is not None:
             start = EpochResult(0, math.nan, 0.0, self.evaluate(check) if check is not None else None, 0.0, 0.0, 0.0,
                                 metrics=dict(self.start_metrics))
@@ -232,6 +234,7 @@ class Trainer:
         if self.validator is not None and (self.validator.due(result.epoch) or last):
             result.metrics = self.validator.validate(self.network, precision=self.precision)
             result.extra["validation_seconds"] = self.validator.seconds
+            result.extra["standard_errors"] = dict(getattr(self.validator, "standard_errors", {}))
         if self.stopping is not None:
             self.stopping.update(result.epoch, self.stopping.value(result), self.network)
             result.best_epoch = self.stopping.best_epoch

@@ -161,6 +161,7 @@ class RankingValidator:
         self.users_skipped = self.n_users - len(self.users)
         self.seen = seen
         self.seconds = 0.0  # the last validation's wall time
+        self.standard_errors: dict[str, float] = {}  # of the last validation's means, by metric (over users)
         self.redone = 0  # users of the last validation ranked again exactly (ties at a chunk's cut)
         self._bound: _Bound | None = None
 
@@ -180,9 +181,11 @@ class RankingValidator:
         mode = Precision.TF32 if precision is not None and Precision.parse(precision) == Precision.TF32 \
             else Precision.FP32
         with matmul_precision(mode):
-            sums = bound.run()
+            sums, squares = bound.run()
         n = len(self.users)
         out = {name: (float(s) / n if n else math.nan) for name, s in zip(self.metrics, sums)}
+        self.standard_errors = {name: _standard_error(float(s), float(q), n)
+                                for name, s, q in zip(self.metrics, sums, squares)}
         self.seconds = time.perf_counter() - started
         return out
 
@@ -191,6 +194,15 @@ class RankingValidator:
         if self._bound is None or self._bound.key != key:
             self._bound = _Bound(self, network, key)
         return self._bound
+
+
+def _standard_error(total: float, squares: float, n: int) -> float:
+    """The standard error of a mean over n users from the sum and the sum of squares of their
+    values (NaN for fewer than two users)."""
+    if n < 2:
+        return math.nan
+    variance = max(squares - total * total / n, 0.0) / (n - 1)
+    return math.sqrt(variance / n)
 
 
 class _Bound:
@@ -271,11 +283,12 @@ class _Bound:
 
     # -- one validation -----------------------------------------------------------------------
 
-    def run(self) -> np.ndarray:
-        """Sums over the scored users of each metric (float64, host): one host sync, plus one
-        for an exact redo where ties at a chunk's cut made ``topk``'s pick ambiguous."""
+    def run(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sums, sums of squares) over the scored users of each metric (float64, host): one
+        host sync, plus one for an exact redo where ties at a chunk's cut made ``topk``'s pick
+        ambiguous."""
         v = self.v
-        total = torch.zeros(len(v.metrics), dtype=torch.float64, device=self.device)
+        total = torch.zeros(2, len(v.metrics), dtype=torch.float64, device=self.device)
         tied_parts = []
         if self.streaming:
             self.binding.plan(v.users, self.batch)
@@ -289,20 +302,24 @@ class _Bound:
             if tied is not None:
                 parts = parts.masked_fill(tied[:, None], 0.0)
                 tied_parts.append(tied)
-            total += parts.sum(0)
+            total[0] += parts.sum(0)
+            total[1] += parts.square().sum(0)
         v.redone = 0
         if not tied_parts:
-            return total.cpu().numpy()
+            total = total.cpu().numpy()
+            return total[0], total[1]
         tied = torch.cat(tied_parts)
-        packed = torch.cat([total, tied.sum().to(torch.float64).view(1)]).cpu().numpy()  # the host sync
-        sums, n_tied = packed[:-1], int(packed[-1])
+        packed = torch.cat([total.view(-1), tied.sum().to(torch.float64).view(1)]).cpu().numpy()  # the host sync
+        sums, squares, n_tied = packed[:len(v.metrics)], packed[len(v.metrics):-1], int(packed[-1])
         v.redone = n_tied
         if n_tied:  # the rows whose ranking topk could not settle: ranked exactly, on int64 keys
             users = v.users[tied.cpu().numpy()]
             for first in range(0, len(users), self.batch):
                 examples, inputs, seen = self._batch(users[first:first + self.batch], exact=True)
-                sums = sums + self._contributions(examples, self._top_k(inputs, seen)).sum(0).cpu().numpy()
-        return sums
+                parts = self._contributions(examples, self._top_k(inputs, seen))
+                sums = sums + parts.sum(0).cpu().numpy()
+                squares = squares + parts.square().sum(0).cpu().numpy()
+        return sums, squares
 
     def _batch(self, users: np.ndarray, exact: bool = False):
         """(examples (B,) device int64, inputs by layer, seen SparseBatch or None)."""

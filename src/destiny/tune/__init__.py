@@ -22,7 +22,9 @@ restored to its best epoch), whose parameters are set to:
   the same network again (same weights on the same device: the trial's validation changes
   nothing in training, and the search space holds no schedule that depends on the run's
   length);
-- ``best_score_`` (its validation metric) and ``best_trial_`` (its number);
+- ``best_score_`` (its validation metric) and ``best_trial_`` (its number); ``chosen_by_``: why
+  it won (the highest score, or a closed form within ``prefer_closed_form`` standard errors of
+  it: the one-standard-error rule);
 - ``trials_``: one dict a trial (``destiny.tune.trial.Outcome``);
 - ``study_``: the Optuna study.
 

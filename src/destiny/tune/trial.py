@@ -47,6 +47,7 @@ class Outcome:
     device: str = ""
     first_epoch_seconds: float | None = None
     device_error: str | None = None  # the device can run nothing more (``device_broken``)
+    standard_error: float | None = None  # of ``value``, over the validation users
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -129,8 +130,13 @@ def fit_trial(params: dict, train, validation, *, number: int, recipe: str, valu
     outcome.seconds = time.monotonic() - started
     if stopping.best_epoch is not None:
         outcome.value = float(stopping.best)
-        outcome.metrics = dict(trainer.start_metrics or {}) if stopping.best_epoch == 0 else \
-            next((dict(r.metrics) for r in trainer.history if r.epoch == stopping.best_epoch), {})
+        if stopping.best_epoch == 0:
+            outcome.metrics, errors = dict(trainer.start_metrics or {}), trainer.start_errors or {}
+        else:
+            best = next((r for r in trainer.history if r.epoch == stopping.best_epoch), None)
+            outcome.metrics = dict(best.metrics) if best is not None else {}
+            errors = best.extra.get("standard_errors", {}) if best is not None else {}
+        outcome.standard_error = errors.get(stopping.monitor)
     if watch.pruned:
         outcome.state, outcome.stopped = "PRUNED", "pruned"
     elif outcome.value is None or not math.isfinite(outcome.value):
