@@ -7,7 +7,7 @@ ZeroDiagonal from H1) → Output (23 sparse, Sigmoid, ZeroDiagonal from Input, F
 Widths 13 and 23 split unevenly over 2 and 3; every square matrix is split by output columns,
 so a process's block of it starts at column c0 > 0 on the ranks after the first and holds the
 diagonal at offset −c0 (``nn/itemitem.py``); the output's biases are each process's slice of
-the frequencies."""
+the frequencies. A second network starts from a closed form (``WeightInit.ClosedForm``)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,20 @@ def network(world: World):
     return Network.from_config(cfg, {"in": (ITEMS,)}, seed=8, dtype=torch.float64, world=world)
 
 
+def closed_form_network(world: World):
+    """Input (Normalize L2) → H (7 tanh) and Input → Output (Linear, ZeroDiagonal, ClosedForm 2.0;
+    the L2 error; Denoising 0.2 without Rescale): the hybrid started at its closed form."""
+    from destiny.nn.network import Network
+
+    cfg = config([
+        {"Name": "Input", "N": "auto", "DataSet": "in", "Sparse": True, "Normalize": "L2"},
+        {"Name": "H", "N": 7, "Activation": "Tanh"},
+        {"Name": "Output", "N": "auto", "DataSet": "in", "Sparse": True, "Source": ["H", "Input"],
+         "Activation": "Linear", "ZeroDiagonal": True, "WeightInit": {"ClosedForm": 2.0}},
+    ], ErrorFunction="L2", Denoising={"p": 0.2, "Rescale": False})
+    return Network.from_config(cfg, {"in": (ITEMS,)}, seed=8, dtype=torch.float64, world=world)
+
+
 def run_all(world: World) -> dict:
     out: dict = {}
     net = network(world)
@@ -60,4 +74,7 @@ def run_all(world: World) -> dict:
     out["trained.errors"] = np.asarray([r.training_error for r in results])
     arrays_of(net, "trained", out)
     out["trained.diagonals"] = np.asarray([offset for _, offset in net.diagonals])
+    closed = closed_form_network(world)
+    Trainer(closed, "sgd", Hyperparameters(alpha=0.01), batch_size=BATCH, progress=False, seed=4).fit(data(), 0)
+    arrays_of(closed, "closed_start", out)  # every process solves the whole matrix and keeps its block
     return out if world.is_root else {}

@@ -51,6 +51,18 @@ def test_start_is_bitwise_the_one_process_start(one, many):
     assert str(got["start.fingerprint"]) == str(one["start.fingerprint"])
 
 
+def test_a_closed_form_start_is_bitwise_the_one_process_start(one, many):
+    """Each process solves the whole matrix (the same host data, the same CPU ops) and keeps
+    its block: the gathered start equals the one-process solve bit for bit."""
+    _, got, _ = many
+    keys = [k for k in one if k.startswith("closed_start.")]
+    square = one["closed_start.weights.w2"]  # Input → Output (23 × 23)
+    assert square.shape == (23, 23) and not np.diag(square).any() and np.abs(square).sum() > 0
+    assert not one["closed_start.weights.w1"].any()  # H → Output starts at zero
+    for key in keys:
+        assert np.array_equal(got[key], one[key]), key
+
+
 def test_blocks_after_the_first_hold_the_diagonal_at_an_offset(many):
     n, _, workdir = many
     offsets = [np.load(f"{workdir}/recipes_offsets_{n}_{rank}.npy") for rank in range(n)]
