@@ -180,6 +180,11 @@ def output_loss(z: torch.Tensor, target: SparseBatch | torch.Tensor, spec: LossS
             if inplace is None:
                 inplace = z.grad_fn is not None
             return fused.output_loss(z, target, spec, inplace=inplace, grad_scale=grad_scale)
+    if z.device.type == "cpu":
+        from destiny.ops import cpu_loss
+
+        if cpu_loss.supports(spec, target):  # two passes over z instead of the reference's dozen
+            return cpu_loss.output_loss(z, target, spec)
     return ref.output_loss_ref(z, target, spec)
 
 
