@@ -35,6 +35,8 @@ graph (``capturable``).
 
 from __future__ import annotations
 
+import math
+
 import dataclasses
 import enum
 from dataclasses import dataclass, fields
@@ -334,14 +336,13 @@ class DsstneOptimizer:
             d = torch.sqrt(torch.clamp(v, min=1e-9) / torch.clamp(s, min=1e-9)) * g
             v.mul_(h.mu).add_((1 - h.mu) * d * d)
             w.add_(d)
-        else:  # Adam, in place where the same numbers come out (two temporaries of w's size)
+        else:  # Adam as torch's single-tensor step: 8 passes over w's size, one temporary
             m, s = state["first_moment"], state["second_moment"]
             if zero:  # m·μ + 0 and s·μ₁ + 0 are m·μ and s·μ₁
                 m.mul_(h.mu)
                 s.mul_(h.mu1)
             else:
-                m.mul_(h.mu).add_((1 - h.mu) * g)
-                s.mul_(h.mu1).add_((1 - h.mu1) * g * g)
-            step = torch.div(m, 1 - h.mu ** t).mul_(lr)  # lr · m̂
-            step.div_(torch.div(s, 1 - h.mu1 ** t).sqrt_().add_(1e-8))  # ÷ (√ŝ + ε)
-            w.add_(step)
+                m.mul_(h.mu).add_(g, alpha=1 - h.mu)
+                s.mul_(h.mu1).addcmul_(g, g, value=1 - h.mu1)
+            denom = s.sqrt().div_(math.sqrt(1 - h.mu1 ** t)).add_(1e-8)  # √ŝ + ε
+            w.addcdiv_(m, denom, value=lr / (1 - h.mu ** t))  # + lr · m̂ / (√ŝ + ε)
