@@ -52,8 +52,10 @@ def philox4x32(seed: int, counter: torch.Tensor, rounds: int = 10) -> tuple[torc
 
 
 def _to_uniform(x: torch.Tensor) -> torch.Tensor:
-    x = torch.where(x >= 1 << 31, x - (1 << 32), x)  # the int32 bit pattern
-    x = torch.where(x < 0, -x - 1, x)
+    """Triton's uint→float: the word's int32 bit pattern i, then i (i ≥ 0) or −i − 1 (i < 0),
+    times 2⁻³¹. For a word x in [0, 2³²) that is x below 2³¹ and 2³² − 1 − x (x XOR 0xFFFFFFFF)
+    from 2³¹ on: one shift, multiply and XOR, integer-exact."""
+    x = x.bitwise_xor((x >> 31) * _MASK32)
     return x.to(torch.float32) * _SCALE
 
 
