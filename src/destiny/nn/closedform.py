@@ -43,15 +43,15 @@ import torch
 
 from destiny.config import LayerKind
 from destiny.errors import ConfigError, DataError
+from destiny.nn.recipes import STREAM_CHUNK  # examples read at once from a dataset that streams from disk
 
-STREAM_CHUNK = 1 << 16  # examples read at once from a dataset that streams from disk
 COLUMN_BLOCK = 4096  # columns of P·AᵀY computed at once (A ≠ Y)
 
 
 @dataclass(frozen=True)
 class Target:
     """One ClosedForm layer: its Output layer, the square matrix's spec from the Input layer,
-    the layer's other specs (started at zero), the input and target dataset names."""
+    the layer's other specs (started at zero), that Input layer and λ."""
 
     layer: object
     spec: object
@@ -65,7 +65,7 @@ def plan(network, source: str = "<config>") -> list[Target]:
     the square matrix does not come from a sparse Input layer."""
     targets = []
     for i, layer in enumerate(network.config.layers):
-        lam = getattr(layer.weight_init, "closed_form", None)
+        lam = layer.weight_init.closed_form
         if lam is None:
             continue
         specs = [s for s in network.specs if s.output_layer == layer.name]
@@ -226,9 +226,4 @@ def init_closed_form(network, datasets: Mapping[str, object], source: str = "<co
     return done
 
 
-def has_closed_form(config) -> bool:
-    """Whether any layer of ``config`` starts from a closed form."""
-    return any(getattr(layer.weight_init, "closed_form", None) is not None for layer in config.layers)
-
-
-__all__ = ["has_closed_form", "init_closed_form", "plan", "solve", "solve_dtype"]
+__all__ = ["init_closed_form", "plan", "solve", "solve_dtype"]

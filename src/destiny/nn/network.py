@@ -41,11 +41,11 @@ from destiny.nn.activations import ActivationSpec, activate
 from destiny.nn.init import init_weight
 from destiny.nn.losses import LossSpec, target_columns
 from destiny.nn.noise import Noise
-from destiny.nn.penalties import ClipRowGrad, sparseness_penalty  # DeltaNorm, SparsenessPenalty
+from destiny.nn.penalties import ClipRowGrad, apply_weight_norms, sparseness_penalty  # DeltaNorm, WeightNorm, …
 from destiny.ops import functional as ops
 from destiny.ops.dense import dense_linear, needs_padding
 from destiny.ops.sparse import SparseBatch
-from destiny.parallel import (OUTPUT, MatrixShard, World, all_reduce, gather_units, gathered_linear, plan_matrices,
+from destiny.parallel import (OUTPUT, MatrixShard, World, gather_units, gathered_linear, plan_matrices,
                               reduce_scatter_units)
 
 BN_EPSILON = 1e-5  # cuDNN's CUDNN_BN_MIN_EPSILON, as DSSTNE
@@ -133,7 +133,6 @@ class Network(torch.nn.Module):
         self.diagonals = itemitem.diagonal_plan(self, source)  # ZeroDiagonal: zero from the start
         itemitem.zero_diagonals(self)
         self.fresh = initialize  # recipes.start_training: FrequencyBias and its warning for new weights only
-        self.closed_form_start = False  # set by recipes.start_training: WeightInit.ClosedForm solved (epoch 0)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -481,31 +480,19 @@ class Network(torch.nn.Module):
 
         return load_network(path, device=device)
 
-    def start_training(self, datasets: Mapping[str, object]) -> None:
+    def start_training(self, datasets: Mapping[str, object]) -> bool:
         """Called as training starts (``Trainer.fit``): ZeroDiagonal diagonals zeroed; for a
-        freshly initialised network, FrequencyBias biases from ``datasets`` (by DataSet name)
-        and a warning about wide Sigmoid outputs at bias 0 (``nn.recipes.start_training``)."""
-        recipes.start_training(self, datasets)
+        freshly initialised network, FrequencyBias biases and ClosedForm matrices from
+        ``datasets`` (by DataSet name) and a warning about wide Sigmoid outputs at bias 0
+        (``nn.recipes.start_training``). True when a closed form was solved (epoch 0's model)."""
+        return recipes.start_training(self, datasets)
 
     def init_biases_from(self, datasets: Mapping[str, object]) -> list[str]:
         """Set the biases of the Output layers with ``WeightInit.FrequencyBias`` from their
         target datasets' column counts now (``nn.recipes.init_frequency_biases``)."""
         return recipes.init_frequency_biases(self, datasets)
 
-    @torch.no_grad()
     def apply_weight_norms(self) -> None:
-        """DSSTNE's WeightNorm: rescale each output unit's incoming weight vector to norm ≤ limit.
-        First, ZeroDiagonal matrices' diagonals back to zero (``nn.itemitem``)."""
+        """ZeroDiagonal diagonals back to zero, then DSSTNE's WeightNorm (``nn.penalties``)."""
         itemitem.zero_diagonals(self)
-        for spec in self.specs:
-            limit = self.config.layer(spec.output_layer).weight_norm
-            if limit > 0 and not spec.shared_from:
-                w = self.weights[f"w{spec.index}"]
-                if spec.convolutional:  # conv hook: per output channel, nn/conv.py
-                    conv.apply_weight_norm(w, limit)
-                    continue
-                if self.world.parallel and self.plan[spec.index].mode != OUTPUT:  # rows split: whole columns
-                    norms = all_reduce(w.pow(2).sum(0), self.world).sqrt().clamp(min=1e-30)
-                else:
-                    norms = w.norm(dim=0).clamp(min=1e-30)
-                w.mul_(torch.clamp(limit / norms, max=1.0))
+        apply_weight_norms(self)

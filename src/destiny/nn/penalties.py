@@ -1,14 +1,14 @@
 """DSSTNE's regularisation terms of a training pass: DeltaNorm (each example's delta clipped to
-a norm, ``ClipRowGrad``) and the SparsenessPenalty of sparse hidden layers
-(``sparseness_penalty``). The Network applies both (``nn.network``); convolutional layers use
-the clip too (``nn.conv``)."""
+a norm, ``ClipRowGrad``), the SparsenessPenalty of sparse hidden layers
+(``sparseness_penalty``) and WeightNorm after each update (``apply_weight_norms``). The Network
+applies them (``nn.network``); convolutional layers use the clip too (``nn.conv``)."""
 
 from __future__ import annotations
 
 import torch
 
 from destiny.config import LayerKind, NetworkConfig
-from destiny.parallel import all_reduce
+from destiny.parallel import OUTPUT, all_reduce
 
 PENALTY_CLAMP = (1e-6, 0.999999)  # DSSTNE's MIN_ACTIVATION / MAX_ACTIVATION
 
@@ -51,3 +51,24 @@ def sparseness_penalty(config: NetworkConfig, values) -> torch.Tensor | None:
         term = pen.beta * a.shape[0] * kl.sum()
         total = term if total is None else total + term
     return total
+
+
+@torch.no_grad()
+def apply_weight_norms(network) -> None:
+    """DSSTNE's WeightNorm: rescale each output unit's incoming weight vector to norm ≤ limit
+    (per output channel for a convolution, ``nn.conv``; model parallel, a matrix split by rows
+    sums its columns' squares over the ranks)."""
+    from destiny.nn import conv
+
+    for spec in network.specs:
+        limit = network.config.layer(spec.output_layer).weight_norm
+        if limit > 0 and not spec.shared_from:
+            w = network.weights[f"w{spec.index}"]
+            if spec.convolutional:
+                conv.apply_weight_norm(w, limit)
+                continue
+            if network.world.parallel and network.plan[spec.index].mode != OUTPUT:  # rows split: whole columns
+                norms = all_reduce(w.pow(2).sum(0), network.world).sqrt().clamp(min=1e-30)
+            else:
+                norms = w.norm(dim=0).clamp(min=1e-30)
+            w.mul_(torch.clamp(limit / norms, max=1.0))

@@ -142,22 +142,24 @@ def bias_warnings(config: NetworkConfig, dims: Mapping[str, tuple[int, ...] | No
 
 # -- the start of training -------------------------------------------------------------------
 
-def start_training(network, datasets: Mapping[str, object]) -> None:
+def start_training(network, datasets: Mapping[str, object]) -> bool:
     """What the recipes do when ``Trainer.fit`` starts: ZeroDiagonal diagonals set to zero (a
     loaded network's too); and, for a freshly initialised network only (not one read from a
     file or a checkpoint, not one already trained), the FrequencyBias biases, the ClosedForm
     matrices (``nn/closedform.py``) and the bias-0 warning (on the first process). Runs once
-    per fresh network."""
+    per fresh network. Returns whether a closed form was solved (the Trainer validates that
+    start as epoch 0)."""
     from destiny.nn.itemitem import zero_diagonals
 
     zero_diagonals(network)
     if not network.fresh:
-        return
+        return False
     network.fresh = False
     init_frequency_biases(network, datasets)
     from destiny.nn.closedform import init_closed_form
 
-    network.closed_form_start = bool(init_closed_form(network, datasets))  # Trainer validates it as epoch 0
+    solved = bool(init_closed_form(network, datasets))
     if network.world.is_root:
         for message in bias_warnings(network.config, network.dims):
             warnings.warn(message, ConfigWarning, stacklevel=4)
+    return solved

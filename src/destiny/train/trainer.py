@@ -175,7 +175,7 @@ class Trainer:
         """Train for ``epochs`` more epochs; returns the results of those epochs."""
         # Recipes' hook (nn/recipes.py): a fresh network's FrequencyBias biases and bias-0 warning,
         # ZeroDiagonal diagonals at zero; nothing for a network loaded from a file or checkpoint.
-        self.network.start_training(datasets)
+        closed_form = self.network.start_training(datasets)  # True: a closed-form start, validated as epoch 0
         binding = Binding(self.network, datasets, device=self.device)
         # the learning-rate schedule (train/schedule.py) spans the whole run: a resumed run plans the same length
         per_epoch = -(-binding.n_examples // self.batch_size)
@@ -190,8 +190,7 @@ class Trainer:
             self.stopping.should_stop, self.stopping.bad = False, 0
         results = []
         try:
-            if getattr(self.network, "closed_form_start", False):  # a closed-form start is epoch 0's model
-                self.network.closed_form_start = False
+            if closed_form:
                 self._validate_start(check)
             for i in range(epochs):
                 result = self._epoch(binding, check)

@@ -125,6 +125,7 @@ class Run:
         self.started = 0
         self.best: tuple[float, int] | None = None  # (value, trial number) of the best complete trial
         self.params: dict[int, dict] = {}  # trial number → its Recommender arguments
+        self.chosen_by: str | None = None  # why the returned trial won, when not by the highest score
 
     def can_start(self) -> bool:
         """Another trial may start: under n_trials, with budget left, and — once a trial has
@@ -260,7 +261,7 @@ def _result(run: Run, model, device, devices):
     model.best_params_ = params
     model.best_score_ = run.best[0]
     model.best_trial_ = run.best[1]
-    model.chosen_by_ = getattr(run, "chosen_by", f"the highest validation {run.common['monitor']}")
+    model.chosen_by_ = run.chosen_by or f"the highest validation {run.common['monitor']}"
     model.trials_ = [o.as_dict() for o in sorted(run.outcomes, key=lambda o: o.number)]
     model.study_ = run.study
     return model
