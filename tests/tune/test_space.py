@@ -58,6 +58,10 @@ def test_best_start_values_come_from_the_best_trial_so_far():
     best = {"ease_network": {"ease_lam": 30.0}}
     assert space.resolve_point(point, table, best)["mult_dae.hidden"] == 30  # an Int for an Int
     assert space.resolve_point(point, table, {"ease_network": {"ease_lam": 999.0}})["mult_dae.hidden"] == 100
+    [half] = space.start_points(table, ["ease_network"], [{"recipe": "ease_network",
+                                                           "ease_lam": space.Best("ease_network", "ease_lam", 0.5)}])
+    assert space.resolve_point(half, table, best)["ease_network.ease_lam"] == 15.0  # a line search's step
+    assert space.resolve_point(half, table, {"ease_network": {"ease_lam": 1.5}})["ease_network.ease_lam"] == 1.0
     with pytest.raises(UsageError, match="no parameter 'lam'"):
         space.start_points(table, ["mult_dae"], [{"recipe": "mult_dae", "hidden": space.Best("ease_network", "lam")}])
 

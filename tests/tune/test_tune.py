@@ -71,16 +71,28 @@ def test_closed_form_trials_train_no_epoch_and_refit_the_same(tiny_split):
     assert fingerprint(again) == fingerprint(model)
 
 
-def test_the_table_s_start_takes_ease_hybrid_s_lambda_from_the_best_closed_form(tiny_split):
+def test_the_table_s_start_line_searches_lambda_and_starts_ease_hybrid_from_the_best(tiny_split):
     from destiny.tune.space import SPACE, START
 
     space = {k: SPACE[k] for k in ("ease_network", "ease_hybrid")}
-    model = _tune(tiny_split, space=space, start=START, n_trials=4, max_epochs=2)
-    closed = [t for t in model.trials_[:3] if t["recipe"] == "ease_network"]
-    assert [t["params"]["ease_lam"] for t in closed] == [300.0, 30.0, 1000.0]
-    best = max(closed, key=lambda t: t["value"])
-    assert model.trials_[3]["recipe"] == "ease_hybrid"
-    assert model.trials_[3]["params"]["ease_lam"] == best["params"]["ease_lam"]
+    model = _tune(tiny_split, space=space, start=START, n_trials=8, max_epochs=2)
+    n = next(i for i, t in enumerate(model.trials_) if t["recipe"] != "ease_network")
+    closed = model.trials_[:n]
+    lams = [t["params"]["ease_lam"] for t in closed]
+    assert lams[:3] == [300.0, 30.0, 1000.0]
+
+    def best(trials):  # the best so far (ties: the later trial)
+        return max(enumerate(trials), key=lambda it: (it[1]["value"], it[0]))[1]["params"]["ease_lam"]
+
+    i = 3
+    for scale in (0.5, 2.0, 0.7, 1.4):  # each step around the best λ before it, unless already tried
+        step = min(max(best(closed[:i]) * scale, 1.0), 10_000.0)
+        if step not in lams[:i]:
+            assert lams[i] == pytest.approx(step)
+            i += 1
+    assert n == i >= 5  # (this data: 1000 wins the sweep, then 500, whose × 2 was tried)
+    assert model.trials_[n]["recipe"] == "ease_hybrid"
+    assert model.trials_[n]["params"]["ease_lam"] == best(closed)
 
 
 def test_the_one_standard_error_rule_prefers_a_close_closed_form(tiny_split):

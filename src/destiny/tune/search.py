@@ -143,11 +143,14 @@ class Run:
 
     def ask(self, device: str):
         """(Optuna trial, Plan, Recommender arguments) of the next trial, on ``device``."""
-        if self.start:  # the next start point, its Best values from the trials finished so far
-            best = {}
-            for o in sorted((o for o in self.outcomes if o.state == "COMPLETE"), key=lambda o: o.value):
-                best[o.recipe] = o.params
-            self.study.enqueue_trial(resolve_point(self.start.pop(0), self.space, best), skip_if_exists=True)
+        best = {}
+        for o in sorted((o for o in self.outcomes if o.state == "COMPLETE"), key=lambda o: o.value):
+            best[o.recipe] = o.params
+        while self.start:  # the next start point not yet tried, its Best values from the trials so far
+            point = resolve_point(self.start.pop(0), self.space, best)
+            if all(t.params != point for t in self.study.trials):
+                self.study.enqueue_trial(point)
+                break
         trial = self.study.ask()
         plan = suggest(trial, self.space, self.recipes, self.train.n_examples, len(self.train.indices))
         self.started += 1
