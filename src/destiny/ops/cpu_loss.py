@@ -50,9 +50,10 @@ class _Loss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, rows, cols, t, weights, kind):
         flat = z.flatten(1)
-        dense = F.softplus(flat) if kind == "sigmoid" else 0.5 * flat * flat
-        loss = dense.sum(1)
-        del dense
+        loss = torch.empty(flat.shape[0], dtype=flat.dtype, device=flat.device)
+        for lo, hi in _chunks(flat):  # a few MB at a time: the temporary stays in cache
+            part = flat[lo:hi]
+            loss[lo:hi] = (F.softplus(part) if kind == "sigmoid" else 0.5 * part * part).sum(1)
         per_target = -t * flat[rows, cols]
         if kind == "l2":
             per_target = per_target + 0.5 * t * t
@@ -68,7 +69,22 @@ class _Loss(torch.autograd.Function):
         z, rows, cols, t, weights = ctx.saved_tensors
         scale = grad if weights is None else grad * weights
         flat = z.flatten(1)
-        out = torch.sigmoid(flat) if ctx.kind == "sigmoid" else flat.clone()
-        out.mul_(scale[:, None])
+        out = torch.empty_like(flat, memory_format=torch.contiguous_format)
+        for lo, hi in _chunks(flat):  # σ(z) (or z) times the rows' gradients, a chunk in cache at a time
+            if ctx.kind == "sigmoid":
+                torch.sigmoid(flat[lo:hi], out=out[lo:hi])
+            else:
+                out[lo:hi] = flat[lo:hi]
+            out[lo:hi].mul_(scale[lo:hi, None])
         out.index_put_((rows, cols), -t * scale[rows], accumulate=True)
         return out.view_as(z), None, None, None, None, None
+
+
+CHUNK_ELEMENTS = 1 << 18  # 1 MB of float32 a chunk of rows
+
+
+def _chunks(flat: torch.Tensor):
+    """(lo, hi) row ranges of about CHUNK_ELEMENTS elements each."""
+    n, width = flat.shape
+    step = max(1, CHUNK_ELEMENTS // max(width, 1))
+    return [(lo, min(lo + step, n)) for lo in range(0, n, step)]

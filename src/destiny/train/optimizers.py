@@ -142,6 +142,7 @@ class DsstneOptimizer:
             name: {s: torch.zeros_like(p) for s in _STATE[self.kind]} for name, p in self.params.items()}
         self._steps = 0
         self._device: dict | None = None  # the fused path's device counter and scalars
+        self._scratch: dict[tuple, torch.Tensor] = {}  # the torch path's reused temporaries (not state)
 
     @property
     def steps(self) -> int:
@@ -266,6 +267,13 @@ class DsstneOptimizer:
                                 scalars=scalars, **self._constants(reg))
             return
         rows, values = grad.valid()  # host sync (the torch formula's path)
+        if every_row and 4 * len(rows) >= w.shape[0]:
+            # a quarter of the rows or more: one dense update (zeros elsewhere: the same numbers as the
+            # every-row update plus the rows' own) costs fewer passes than gathering and scattering them
+            dense = self._buffer(w, "dense_grad").zero_()
+            dense[rows] = values.to(w.dtype)
+            self._update(w, state, dense, lr, t, reg, None)
+            return
         w_rows = w[rows]
         state_rows = {k: v[rows] for k, v in state.items()}
         if every_row:
@@ -299,6 +307,9 @@ class DsstneOptimizer:
             return
         h = self.hyper
         zero = grad is None and not (reg and (h.lam or h.lam1))  # g = 0 everywhere (rows outside a sparse batch)
+        if self.kind == Optimizer.ADAM and not reg:
+            self._adam(w, state, None if grad is None else grad.to(w.dtype), lr, t)
+            return
         if zero and self.kind == Optimizer.ADAM:
             g = None  # Adam below needs no zero tensor
         else:
@@ -336,13 +347,28 @@ class DsstneOptimizer:
             d = torch.sqrt(torch.clamp(v, min=1e-9) / torch.clamp(s, min=1e-9)) * g
             v.mul_(h.mu).add_((1 - h.mu) * d * d)
             w.add_(d)
-        else:  # Adam as torch's single-tensor step: 8 passes over w's size, one temporary
-            m, s = state["first_moment"], state["second_moment"]
-            if zero:  # m·μ + 0 and s·μ₁ + 0 are m·μ and s·μ₁
-                m.mul_(h.mu)
-                s.mul_(h.mu1)
-            else:
-                m.mul_(h.mu).add_(g, alpha=1 - h.mu)
-                s.mul_(h.mu1).addcmul_(g, g, value=1 - h.mu1)
-            denom = s.sqrt().div_(math.sqrt(1 - h.mu1 ** t)).add_(1e-8)  # √ŝ + ε
-            w.addcdiv_(m, denom, value=lr / (1 - h.mu ** t))  # + lr · m̂ / (√ŝ + ε)
+        else:  # Adam with λ or λ₁ (g = −gradient − λw − λ₁·sign w)
+            self._adam(w, state, None if g is None else -g, lr, t)
+
+    def _adam(self, w, state, grad, lr, t) -> None:
+        """Adam as torch's single-tensor step on the gradient ``grad`` (None: zero), in place:
+        8 passes over w's size; √ŝ + ε in a reused buffer (a fresh one a step costs the CPU its
+        pages again)."""
+        h = self.hyper
+        m, s = state["first_moment"], state["second_moment"]
+        if grad is None:  # m·μ + 0 and s·μ₁ + 0 are m·μ and s·μ₁
+            m.mul_(h.mu)
+            s.mul_(h.mu1)
+        else:  # DSSTNE's g = −gradient: m moves by −(1 − μ)·gradient; s by the same square
+            m.mul_(h.mu).add_(grad, alpha=-(1 - h.mu))
+            s.mul_(h.mu1).addcmul_(grad, grad, value=1 - h.mu1)
+        denom = torch.sqrt(s, out=self._buffer(s, "denom")).div_(math.sqrt(1 - h.mu1 ** t)).add_(1e-8)  # √ŝ + ε
+        w.addcdiv_(m, denom, value=lr / (1 - h.mu ** t))  # + lr · m̂ / (√ŝ + ε)
+
+    def _buffer(self, like: torch.Tensor, role: str) -> torch.Tensor:
+        """A temporary of ``like``'s shape, dtype and device for ``role``, kept between steps."""
+        key = (role, tuple(like.shape), like.dtype, like.device)
+        buf = self._scratch.get(key)
+        if buf is None:
+            buf = self._scratch[key] = torch.empty_like(like, memory_format=torch.contiguous_format)
+        return buf
