@@ -71,28 +71,34 @@ def test_closed_form_trials_train_no_epoch_and_refit_the_same(tiny_split):
     assert fingerprint(again) == fingerprint(model)
 
 
-def test_the_table_s_start_line_searches_lambda_and_starts_ease_hybrid_from_the_best(tiny_split):
-    from destiny.tune.space import SPACE, START
+def test_the_table_s_start_line_searches_the_closed_form_and_starts_ease_hybrid_from_the_best(tiny_split):
+    """START: closed forms at λ 300, 30, 1000, then steps around the best point so far (λ, then
+    dropout, then λ at the best dropout), each resolved from the trials before it and skipped
+    when already tried; then ease_hybrid at the best closed form's λ."""
+    from destiny.tune.space import SPACE, START, resolve_point, start_points
 
     space = {k: SPACE[k] for k in ("ease_network", "ease_hybrid")}
-    model = _tune(tiny_split, space=space, start=START, n_trials=8, max_epochs=2)
+    model = _tune(tiny_split, space=space, start=START, n_trials=14, max_epochs=2)
     n = next(i for i, t in enumerate(model.trials_) if t["recipe"] != "ease_network")
     closed = model.trials_[:n]
-    lams = [t["params"]["ease_lam"] for t in closed]
-    assert lams[:3] == [300.0, 30.0, 1000.0]
+    assert [t["params"]["ease_lam"] for t in closed[:3]] == [300.0, 30.0, 1000.0]
+    assert {t["params"]["dropout"] for t in closed} >= {0.0, 0.25, 0.5}  # EASE and EDLAE
 
     def best(trials):  # the best so far (ties: the later trial)
-        return max(enumerate(trials), key=lambda it: (it[1]["value"], it[0]))[1]["params"]["ease_lam"]
+        return max(enumerate(trials), key=lambda it: (it[1]["value"], it[0]))[1]["params"]
 
-    i = 3
-    for scale in (0.5, 2.0, 0.7, 1.4):  # each step around the best λ before it, unless already tried
-        step = min(max(best(closed[:i]) * scale, 1.0), 10_000.0)
-        if step not in lams[:i]:
-            assert lams[i] == pytest.approx(step)
-            i += 1
-    assert n == i >= 5  # (this data: 1000 wins the sweep, then 500, whose × 2 was tried)
+    points = [p for p in start_points(space, list(space), START) if p["recipe"] == "ease_network"]
+    i = 0
+    for point in points:  # each step from the best before it, unless that point was tried
+        want = resolve_point(point, space, {"ease_network": best(closed[:i])} if i else {})
+        want = {k.split(".", 1)[1]: v for k, v in want.items() if k != "recipe"}
+        if any(t["params"] == want for t in closed[:i]):
+            continue
+        assert closed[i]["params"] == pytest.approx(want)
+        i += 1
+    assert n == i >= 9
     assert model.trials_[n]["recipe"] == "ease_hybrid"
-    assert model.trials_[n]["params"]["ease_lam"] == best(closed)
+    assert model.trials_[n]["params"]["ease_lam"] == best(closed)["ease_lam"]
 
 
 def test_the_one_standard_error_rule_prefers_a_close_closed_form(tiny_split):
