@@ -11,8 +11,8 @@ once on test: P@10, NDCG@100, Recall@20 (|test| denominator, LightGCN's), seen i
 means over users with a test item. Destiny: ``destiny.tune(train, validation, budget_s=…,
 device=…, seed=…)`` and then ``destiny.Recommender(**best_params_).fit(train ∪ validation)``.
 Method ``default``: ``destiny.Recommender().fit(train, validation=…)`` with no other setting,
-scored as it comes (issue 18's "a default that wins"); ``default-refit``: the same, then refit on
-train ∪ validation for the epochs it chose, as the peers are. Peers: Optuna TPE,
+scored as it comes (issue 18's "a default that wins"; the Recommender itself refits the epochs
+it chose on train ∪ validation, as the peers are). Peers: Optuna TPE,
 --trials trials or --peer-budget-s seconds each (default --budget-s), whichever ends first.
 Rows print as they arrive; one failing method prints its error and the run goes on; the JSON
 (--out) is rewritten atomically after every row.
@@ -85,31 +85,21 @@ def run_destiny(split, *, device: str, budget_s: float, seed: int) -> dict:
             "tuned_by": "destiny.tune", "trials": trials}
 
 
-def run_default(split, *, device: str, seed: int, refit: bool = False) -> dict:
+def run_default(split, *, device: str, seed: int) -> dict:
     """What a user gets with no settings: ``destiny.Recommender().fit(train, validation=…)``
-    (early stopping at the best validation NDCG@100), recommending from each user's train ∪
-    validation items, scored once on the test items. refit: then, as every peer,
-    ``Recommender(epochs=best_epoch_).fit(train ∪ validation)`` (the epoch the default chose)."""
+    (early stopping at the best validation NDCG@100, then — the Recommender's ``refit`` — the
+    chosen epochs again on train ∪ validation, as every peer's final fit), recommending from
+    each user's train ∪ validation items, scored once on the test items."""
     import destiny
 
     start = time.perf_counter()
     model = destiny.Recommender(device=device, seed=seed).fit(split.train, validation=split.validation)
     fit_s = time.perf_counter() - start
-    users = scored_users(split.validation)
-    validation = metrics_of(_ranked(model, users, split.train, split.shape[0])[users], users,
-                            split.validation)["NDCG@100"]
-    params = {"network": model.network_.config.name, "best_epoch": model.best_epoch_}
+    params = {"network": model.network_.config.name, "best_epoch": model.best_epoch_, "refit": model.refit_}
     full = split.full
-    tune_s = 0.0
-    if refit:
-        tune_s, best = fit_s, model.best_epoch_
-        del model
-        start = time.perf_counter()
-        model = destiny.Recommender(epochs=best, device=device, seed=seed).fit(full)
-        fit_s = time.perf_counter() - start
     test = score(_ranked(model, scored_users(split.test), full, split.shape[0]), full, split.test)
-    return {"params": params, "validation": validation, "test": test, "tune_s": tune_s, "fit_s": fit_s,
-            "tuned_by": "Recommender() defaults" + (", refit on train ∪ validation" if refit else "")}
+    return {"params": params, "validation": model.best_score_, "test": test, "tune_s": 0.0, "fit_s": fit_s,
+            "tuned_by": "Recommender() defaults"}
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -181,8 +171,8 @@ def print_row(cells) -> None:
 def run_method(method: str, split, args) -> dict:
     if method == "destiny":
         return run_destiny(split, device=args.device, budget_s=args.budget_s, seed=args.seed)
-    if method in ("default", "default-refit"):
-        return run_default(split, device=args.device, seed=args.seed, refit=method == "default-refit")
+    if method == "default":
+        return run_default(split, device=args.device, seed=args.seed)
     options = {"ease": (args.ease_dtype,), "bpr": (args.bpr_threads,)}
     peer = PEERS[method](*options.get(method, ()))
     r = tune_and_test(peer, split, device=args.device, trials=args.trials, budget_s=args.peer_budget_s,
@@ -216,7 +206,7 @@ def main(argv=None) -> int:
     datasets = [d for d in args.datasets.split(",") if d]
     methods = [m for m in args.methods.split(",") if m]
     unknown = [d for d in datasets if d not in quality_data.DATASETS] + \
-              [m for m in methods if m not in PEERS and m not in ("destiny", "default", "default-refit")]
+              [m for m in methods if m not in PEERS and m not in ("destiny", "default")]
     if unknown:
         p.error(f"unknown dataset or method: {', '.join(unknown)}")
     torch.set_num_threads(args.threads)

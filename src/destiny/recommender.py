@@ -75,13 +75,17 @@ class Recommender:
     With ``fit(..., validation=held_out)``: monitor, the ranking metric early stopping follows
     ("ndcg@100", "recall@20", "precision@10", …, or "validation_error" for the loss);
     patience, validations without improvement before stopping (None: train every epoch, still
-    keeping the best); validate_every, epochs between validations.
+    keeping the best); validate_every, epochs between validations; refit: then train again from
+    the start on user_items ∪ validation for ``best_epoch_`` epochs (the same users, with their
+    held-out items back: what a tuned peer's final fit does, and what scikit-learn's searches do
+    by default), so that the held-out items are not lost to the model; False keeps the selection
+    run's weights (to score the model on the validation items themselves).
     """
 
     def __init__(self, config: Any = None, *, epochs: int | None = None, batch_size: int = 512, optimizer: str = "adam",
                  alpha: float | None = 0.001, lam: float = 0.0, mu: float | None = None, mu1: float | None = None,
                  device: str = "auto", seed: int = 12134, precision: str = "fp32", progress: bool = False,
-                 monitor: str = "ndcg@100", patience: int | None = 5, validate_every: int = 1):
+                 monitor: str = "ndcg@100", patience: int | None = 5, validate_every: int = 1, refit: bool = True):
         self.config = config
         self.epochs = epochs
         self.batch_size = batch_size
@@ -97,6 +101,7 @@ class Recommender:
         self.monitor = monitor
         self.patience = patience
         self.validate_every = validate_every
+        self.refit = refit
 
     # -- scikit-learn conventions ---------------------------------------------------------------
 
@@ -149,12 +154,26 @@ class Recommender:
         ``user_items`` (seen items removed) are scored against them every ``validate_every``
         epochs and recorded in ``history_`` with the validation loss; training stops after
         ``patience`` validations without improvement of ``monitor`` and ends with the best
-        epoch's weights (``best_epoch_``). Returns self."""
+        epoch's weights (``best_epoch_``, its score ``best_score_``); with ``refit`` (the
+        default) the network is then trained again on user_items ∪ validation for
+        ``best_epoch_`` epochs (``history_`` keeps the selection run's validations; ``refit_``
+        says it happened). Returns self."""
         run = self._run(user_items, validation)
         run.trainer.fit(run.sets, run.epochs, run.check)
-        return self._adopt(run)
+        stopping = run.trainer.stopping
+        self.best_score_ = None if stopping is None else stopping.best
+        if validation is None or not self.refit or run.trainer.best_epoch is None:
+            return self._adopt(run)
+        history, best = [r.as_dict() for r in run.trainer.history], run.trainer.best_epoch
+        del run, stopping  # the selection run's network and optimizer state go before the final one is built
+        final = self._run(_union(user_items, validation), epochs=best)
+        final.trainer.fit(final.sets, final.epochs)
+        self._adopt(final)
+        self.history_, self.best_epoch_, self.refit_ = history, best, True
+        return self
 
-    def _run(self, user_items, validation=None, *, callbacks=(), validation_loss: bool = True) -> "_Run":
+    def _run(self, user_items, validation=None, *, callbacks=(), validation_loss: bool = True,
+             epochs: int | None = None) -> "_Run":
         """What ``fit`` trains: the network built for ``user_items``, its Trainer (``callbacks``
         after each epoch), the datasets and the epoch count. validation_loss=False skips the
         per-epoch validation loss (a forward pass over every user) when a ranking metric is
@@ -177,7 +196,7 @@ class Recommender:
                           precision=self.precision, validator=validator,
                           monitor=self.monitor if validator is not None else None,
                           patience=self.patience if validator is not None else None, callbacks=list(callbacks))
-        epochs = self.epochs
+        epochs = self.epochs if epochs is None else epochs
         if epochs is None:
             epochs = DEFAULT_EPOCHS if validator is None else DEFAULT_MAX_EPOCHS
         return _Run(network, trainer, sets, check, epochs, data.n_features, data.n_examples)
@@ -189,6 +208,7 @@ class Recommender:
         self.n_users_ = run.n_users
         self.history_ = [r.as_dict() for r in run.trainer.history]
         self.best_epoch_ = run.trainer.best_epoch
+        self.refit_ = False
         return self
 
     def _validation(self, validation, data, rows, inp, out):
@@ -322,6 +342,16 @@ class _Run:
     epochs: int
     n_items: int
     n_users: int
+
+
+def _union(user_items, validation):
+    """user_items ∪ validation (the same users, one row each): every interaction of either, the
+    larger value where both hold one."""
+    from destiny.data.interop import from_scipy, to_scipy
+
+    rows = _as_dataset(user_items, "user_items")
+    held = _as_dataset(validation, "validation", width=rows.n_features)
+    return from_scipy(to_scipy(rows).maximum(to_scipy(held)).tocsr(), name="user_items")
 
 
 def _as_dataset(x, what: str, width: int | None = None):

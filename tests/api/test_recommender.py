@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 
 from destiny.errors import NotFittedError, UsageError
@@ -123,8 +124,9 @@ PLANTED = {"Layers": [{"Name": "in", "N": "auto", "DataSet": "in", "Sparse": Tru
 def test_fit_with_validation_stops_at_the_best_epoch_and_beats_the_untrained_net(planted, tmp_path):
     train, held = planted
     params = dict(batch_size=32, alpha=0.01, device="cpu", patience=2, monitor="ndcg@50")
-    model = Recommender(PLANTED, epochs=25, **params).fit(train, validation=held)
+    model = Recommender(PLANTED, epochs=25, refit=False, **params).fit(train, validation=held)
     history = model.history_
+    assert not model.refit_
     assert model.best_epoch_ is not None and len(history) < 25  # stopped by the patience
     scores = [h["metrics"]["ndcg@50"] for h in history]
     assert model.best_epoch_ == 1 + int(np.argmax(scores)) and len(history) == model.best_epoch_ + 2
@@ -138,6 +140,26 @@ def test_fit_with_validation_stops_at_the_best_epoch_and_beats_the_untrained_net
     again = Recommender.load(tmp_path / "m.nc")
     assert again.best_epoch_ == model.best_epoch_ and again.get_params()["patience"] == 2
     assert again.get_params()["monitor"] == "ndcg@50" and again.get_params()["validate_every"] == 1
+
+
+def test_fit_with_validation_refits_the_chosen_epochs_on_train_and_validation(planted):
+    """refit (the default): the epochs chosen on validation, trained again from the start on
+    train ∪ validation — the same network as Recommender(epochs=best_epoch_) fitted on the
+    union — keeping the selection's history, best epoch and score."""
+    import scipy.sparse as sp
+
+    train, held = planted
+    params = dict(batch_size=32, alpha=0.01, device="cpu", patience=2, monitor="ndcg@50")
+    chosen = Recommender(PLANTED, epochs=25, refit=False, **params).fit(train, validation=held)
+    model = Recommender(PLANTED, epochs=25, **params).fit(train, validation=held)
+    assert model.refit_ and model.best_epoch_ == chosen.best_epoch_ >= 1
+    assert [h["metrics"] for h in model.history_] == [h["metrics"] for h in chosen.history_]
+    assert model.best_score_ == chosen.best_score_
+    assert model.best_score_ == max(h["metrics"]["ndcg@50"] for h in chosen.history_)
+    union = (sp.csr_matrix(train) + sp.csr_matrix(held)).minimum(1).tocsr()
+    want = Recommender(PLANTED, epochs=chosen.best_epoch_, **params).fit(union)
+    for name, p in want.network_.named_parameters():
+        assert torch.equal(p, dict(model.network_.named_parameters())[name]), name
 
 
 def test_new_parameters_and_their_errors(planted):

@@ -250,25 +250,20 @@ def test_destiny_row_follows_the_tune_contract(monkeypatch):
 
 
 def test_default_row_is_the_plain_recommender():
-    """``default``: Recommender().fit(train, validation=) as it comes, recommending from train ∪
+    """``default``: Recommender().fit(train, validation=) as it comes — the epochs chosen on
+    validation, then trained again on train ∪ validation — recommending from train ∪
     validation, scored once on the test."""
     import destiny
 
     split = _planted()
     row = quality.run_default(split, device="cpu", seed=3)
     want = destiny.Recommender(device="cpu", seed=3).fit(split.train, validation=split.validation)
+    assert want.refit_ and row["params"]["refit"]
     ids, _ = want.recommend(np.arange(split.shape[0]), split.full, N=qs.TOP)
     assert row["test"] == qs.score(ids, split.full, split.test)
     assert row["params"]["best_epoch"] == want.best_epoch_ >= 1 and row["tuned_by"] == "Recommender() defaults"
-    assert set(qs.REPORTED_NAMES) <= set(row["test"]) and 0 <= row["validation"] <= 1
-
-
-def test_default_refit_row_trains_the_chosen_epochs_on_everything():
-    import destiny
-
-    split = _planted()
-    row = quality.run_default(split, device="cpu", seed=3, refit=True)
-    chosen = destiny.Recommender(device="cpu", seed=3).fit(split.train, validation=split.validation).best_epoch_
-    want = destiny.Recommender(epochs=chosen, device="cpu", seed=3).fit(split.full)
-    ids, _ = want.recommend(np.arange(split.shape[0]), split.full, N=qs.TOP)
-    assert row["test"] == qs.score(ids, split.full, split.test) and row["params"]["best_epoch"] == chosen
+    assert set(qs.REPORTED_NAMES) <= set(row["test"]) and row["validation"] == want.best_score_
+    chosen = destiny.Recommender(device="cpu", seed=3, refit=False).fit(split.train, validation=split.validation)
+    final = destiny.Recommender(epochs=chosen.best_epoch_, device="cpu", seed=3).fit(split.full)
+    assert chosen.best_epoch_ == want.best_epoch_ and not chosen.refit_
+    assert np.array_equal(final.recommend(np.arange(split.shape[0]), split.full, N=qs.TOP)[0], ids)

@@ -24,7 +24,7 @@ def _params(recipe: str, n_users: int, epochs: int, patience: int | None = 2, de
     defaults = {k: d.default for k, d in SPACE[recipe].items()}
     plan = realize(recipe, {**defaults, **SMALL[recipe], "batch_size": 64, **values}, n_users)
     return {**plan.fit, "config": plan.config, "epochs": epochs, "patience": patience, "device": device, "seed": 5,
-            "progress": False}
+            "progress": False, "refit": False}
 
 
 def _data(split):

@@ -114,7 +114,7 @@ def test_the_one_standard_error_rule_prefers_a_close_closed_form(tiny_split):
 
     train, validation = (_as_dataset(x, "x") for x in tiny_split)
     plan = realize("ease_network", {"ease_lam": 30.0, "dropout": 0.0, "epochs": 0}, train.n_examples)
-    closed = {**plan.fit, "config": plan.config, "device": "cpu", "seed": 0, "progress": False}
+    closed = {**plan.fit, "config": plan.config, "device": "cpu", "seed": 0, "progress": False, "refit": False}
     value = _tune(tiny_split, space={"ease_network": SPACE["ease_network"]}, n_trials=1,
                   start=[{"recipe": "ease_network", "ease_lam": 30.0}]).best_score_
 

@@ -93,7 +93,8 @@ def tune(train, validation, *, budget_s: float, device: str | Sequence[str] | No
 
     metric_name(monitor)  # UsageError naming the metrics when unknown
     common = {"device": devices[0], "seed": seed, "precision": precision, "progress": False, "monitor": monitor,
-              "patience": patience, "validate_every": 1, "epochs": int(max_epochs)}
+              "patience": patience, "validate_every": 1, "epochs": int(max_epochs),
+              "refit": False}  # the returned model is the trial's, fitted on train; best_params_ refit it
     with _quiet_optuna(optuna):
         study = _study(optuna, seed, pruner)
         points = start_points(space, chosen, START if start is None else start)
