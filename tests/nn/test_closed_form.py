@@ -155,7 +155,7 @@ def test_the_trainer_validates_the_start_as_epoch_0_and_keeps_it_when_training_d
             full[u, items[0]] = 0.0
     train, validation = sp.csr_matrix(full), sp.csr_matrix(held)
     model = destiny.Recommender(ease_network(closed_form=20.0), alpha=5.0, optimizer="sgd", epochs=3,
-                                patience=None, batch_size=32).fit(train, validation=validation)
+                                patience=None, batch_size=32, refit=False).fit(train, validation=validation)
     assert model.best_epoch_ == 0
     assert [r["epoch"] for r in model.history_] == [1, 2, 3]  # the start is not an epoch of the history
     start = destiny.Recommender(ease_network(closed_form=20.0), epochs=0).fit(train)

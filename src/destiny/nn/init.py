@@ -24,6 +24,7 @@ from destiny.config import WeightInit, WeightInitScheme
 from destiny.ops.random import normal_at, stream_seed, uniform_at, uniform_range
 
 CHUNK_ELEMENTS = 1 << 18  # elements drawn at once: ~40 int64 temporaries of 2 MB, which stay in cache (CPU: 2× faster than 4M)
+GPU_CHUNK_ELEMENTS = 1 << 23  # on a GPU, where each of a chunk's ~130 kernels costs a launch: 64 MB temporaries
 
 
 def init_weight(shape: tuple[int, ...], spec: WeightInit, fan_in: int, fan_out: int, seed: int,
@@ -45,7 +46,8 @@ def init_weight(shape: tuple[int, ...], spec: WeightInit, fan_in: int, fan_out: 
     stream = stream_seed(seed, "init", key)
     gaussian = scheme in (WeightInitScheme.GAUSSIAN, WeightInitScheme.SELU)
     out = torch.empty((r1 - r0, c1 - c0), dtype=torch.float32, device=device)
-    step = max(1, CHUNK_ELEMENTS // max(c1 - c0, 1))
+    chunk = GPU_CHUNK_ELEMENTS if torch.device(device).type == "cuda" else CHUNK_ELEMENTS
+    step = max(1, chunk // max(c1 - c0, 1))
     for first in range(r0, r1, step):
         last = min(first + step, r1)
         block = out[first - r0:last - r0]

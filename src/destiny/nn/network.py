@@ -35,6 +35,7 @@ from destiny.config import Activation, LayerConfig, LayerKind, LayerType, Networ
 from destiny.config.shapes import WeightSpec, batch_norm_size, resolve_shapes, weight_specs
 from destiny.errors import DataError
 from destiny.nn import conv  # Convolutional and Pooling layers
+from destiny.nn import footprint  # memory and what a network file can hold, checked before allocating
 from destiny.nn import itemitem, recipes  # ZeroDiagonal layers; Normalize, Denoising.Rescale, FrequencyBias
 from destiny.nn import variational  # Variational layers (Mult-VAE)
 from destiny.nn.activations import ActivationSpec, activate
@@ -102,6 +103,7 @@ class Network(torch.nn.Module):
         self._gathered_readers = collections.Counter(  # hidden layers all-gathered by matrices split by columns
             s.input_layer for s in self.specs if s.index in self.plan and self.plan[s.index].mode == OUTPUT
             and s.input_layer not in data_layers)
+        footprint.check_buildable(config, self.dims, self.specs, seed=seed, dtype=dtype, world=self.world, source=source)
         device = self.world.device  # World.single(): the CPU
         self.weights = torch.nn.ParameterDict()
         self.biases = torch.nn.ParameterDict()
@@ -111,9 +113,14 @@ class Network(torch.nn.Module):
                 fan_in, fan_out = conv.fans(spec) if spec.convolutional else (spec.shape[0], spec.shape[1])
                 shard = self.plan.get(spec.index)  # None: convolutional, held whole
                 rows, cols = (shard.rows, shard.cols) if shard is not None else (None, None)
-                w = init_weight(spec.shape, layer.weight_init, fan_in, fan_out, seed, f"w{spec.index}", dtype,
-                                rows=rows, cols=cols, device=device) if initialize else \
-                    torch.empty(shard.shape if shard is not None else spec.shape, dtype=dtype, device=device)
+                shape = shard.shape if shard is not None else spec.shape
+                if not initialize:
+                    w = torch.empty(shape, dtype=dtype, device=device)
+                elif layer.weight_init.closed_form is not None:  # set by the solve (or zero) as training starts
+                    w = torch.zeros(shape, dtype=dtype, device=device)
+                else:
+                    w = init_weight(spec.shape, layer.weight_init, fan_in, fan_out, seed, f"w{spec.index}", dtype,
+                                    rows=rows, cols=cols, device=device)
                 self.weights[f"w{spec.index}"] = torch.nn.Parameter(w)
             lo, hi = self.plan[spec.index].bias if spec.index in self.plan else (0, spec.bias_size)
             bias = torch.full((hi - lo,), layer.weight_init.bias, dtype=dtype, device=device)
