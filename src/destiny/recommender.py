@@ -178,13 +178,18 @@ class Recommender:
         after each epoch), the datasets and the epoch count. validation_loss=False skips the
         per-epoch validation loss (a forward pass over every user) when a ranking metric is
         monitored (``destiny.tune``'s trials)."""
+        from destiny.backend import resolve_device
+        from destiny.nn.footprint import check_training
         from destiny.nn.network import Network
         from destiny.train.optimizers import Hyperparameters
         from destiny.train.trainer import Trainer
 
         data = _as_dataset(user_items, "user_items")
         config, inp, out = self._network_config(data.n_features)
-        network = Network.from_config(config, {inp.dataset: data.dims, out.dataset: data.dims}, seed=self.seed)
+        widths = {inp.dataset: data.dims, out.dataset: data.dims}
+        check_training(config, widths, optimizer=self.optimizer, batch_size=self.batch_size,
+                       device=resolve_device(self.device), source="Recommender's network")  # before allocating
+        network = Network.from_config(config, widths, seed=self.seed)
         rows = data.replace(name=inp.dataset)
         sets = {inp.dataset: rows, out.dataset: data.replace(name=out.dataset)}
         check, validator = self._validation(validation, data, rows, inp, out)

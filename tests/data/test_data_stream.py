@@ -11,7 +11,8 @@ import pytest
 
 from destiny.data import SparseDataset, read_dataset, write_netcdf
 from destiny.data.budget import memory_budget, parse_bytes
-from destiny.data.stream import StreamingSparseDataset, _segments, choose_loading, open_files
+from destiny.data.loading import choose_loading
+from destiny.data.stream import StreamingSparseDataset, _segments, open_files
 from destiny.errors import DataError, DataWarning, UsageError
 
 

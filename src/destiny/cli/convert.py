@@ -52,11 +52,46 @@ def register(subparsers) -> None:
     split.add_argument("--test-output", metavar="PATH", help="test part (required with --split)")
     parser.add_argument("--exact-width", action="store_true",
                         help="NetCDF width = item count (default: rounded up to a multiple of 128, like DSSTNE)")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, files=files)
+
+
+def _output_format(args: argparse.Namespace) -> str:
+    return args.to if args.to != "auto" else "netcdf" if args.output.endswith(".nc") else "text"
+
+
+def _source_format(args: argparse.Namespace) -> str:
+    """The input's format: --from, else netcdf by content, else "auto" (a ratings table)."""
+    if args.source != "auto":
+        return args.source
+    return "netcdf" if _is_netcdf(args.input) else "auto"
+
+
+def files(args: argparse.Namespace):
+    """NetCDF input: the index files are read to label text output; a ratings table: they are
+    written with NetCDF output."""
+    from destiny.io.outputs import CommandFiles
+
+    to = _output_format(args)
+    try:  # only a regular file is peeked at (a FIFO would block); run() reports the others
+        source = _source_format(args) if os.path.isfile(args.input) or args.source != "auto" else "auto"
+    except OSError:
+        source = "auto"
+    inputs = [("INPUT", args.input)]
+    outputs = [("-o", args.output), ("--test-output", args.test_output)]
+    if source == "netcdf":
+        if to == "text":
+            inputs += [("-f", args.features), ("-s", args.samples)]
+    elif to == "netcdf":
+        features, samples = _index_paths(args, args.dataset or "input")
+        outputs += [("-f" if args.features else "the features index", features),
+                    ("-s" if args.samples else "the samples index", samples)]
+    return CommandFiles.of(inputs, outputs)
 
 
 def _is_netcdf(path: str) -> bool:
-    with open(path, "rb") as stream:
+    from destiny.io.inputs import open_input
+
+    with open_input(path) as stream:
         head = stream.read(8)
     return head[:3] == b"CDF" or head == b"\x89HDF\r\n\x1a\n"
 
@@ -85,10 +120,7 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
-    to = args.to if args.to != "auto" else "netcdf" if args.output.endswith(".nc") else "text"
-    source = args.source
-    if source == "auto":
-        source = "netcdf" if _is_netcdf(args.input) else "auto"
+    source, to = _source_format(args), _output_format(args)
     if source == "netcdf":
         return _from_netcdf(args, to)
     return _from_ratings(args, source, to)

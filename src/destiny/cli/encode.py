@@ -20,11 +20,19 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.npy|OUT.nc", help="file to write (atomically)")
     p.add_argument("--samples-out", metavar="SAMPLES_INDEX", help="write 'label<TAB>row' for the rows of the output")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, files=files)
+
+
+def files(args: argparse.Namespace):
+    from destiny.cli.predict import input_files
+    from destiny.io.outputs import CommandFiles
+
+    return CommandFiles.of(input_files(args), [("-o", args.output), ("--samples-out", args.samples_out)])
 
 
 def run(args: argparse.Namespace) -> int:
     import functools
+    import math
     import os
 
     from destiny.backend import resolve_device
@@ -32,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from destiny.cli.predict import check_common, load_input
     from destiny.data import write_index
     from destiny.errors import UsageError
+    from destiny.io.outputs import check_free_space
     from destiny.predict.encode import SUFFIXES, check_layer, default_layer, write_encodings
     from destiny.train.checkpoint import load_network
 
@@ -41,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     network = load_network(args.network, device=resolve_device(args.device))
     layer = check_layer(network, args.layer) if args.layer else default_layer(network)
     inp = load_input(args, network)
+    check_free_space(args.output, inp.n_examples * math.prod(network.dims[layer]) * 4 + 4096,
+                     f"{inp.n_examples:,} rows of layer '{layer}' (float32)")
     rows, units = write_encodings(args.output, network, inp.datasets, layer, inp.n_examples,
                                   batch_size=args.batch_size, device=network.device)
     if args.samples_out:

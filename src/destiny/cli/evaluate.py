@@ -43,11 +43,21 @@ def register(subparsers) -> None:
                    help="also evaluate the most-popular baseline counted over the input's items (with a network)")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of the table")
     p.add_argument("--json-out", metavar="FILE", help="also write the JSON object to FILE")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, files=files)
+
+
+def files(args: argparse.Namespace):
+    from destiny.cli.predict import input_files
+    from destiny.io.outputs import CommandFiles
+
+    inputs = input_files(args) + [("--recs", args.recs), ("-t", args.held_out)]
+    return CommandFiles.of(inputs, [("--json-out", args.json_out)])
 
 
 def _is_netcdf(path: str) -> bool:
-    with open(path, "rb") as stream:
+    from destiny.io.inputs import open_input
+
+    with open_input(path) as stream:
         head = stream.read(8)
     return head[:3] == b"CDF" or head == b"\x89HDF\r\n\x1a\n"
 

@@ -61,7 +61,27 @@ def register(subparsers) -> None:
     table.add_argument("--memory-budget", metavar="SIZE",
                        help="rows held at once, such as 2GB or 512MiB; less means more passes over the file "
                             "(default: $DESTINY_MEMORY_BUDGET, else half of the memory available)")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, files=files)
+
+
+def files(args: argparse.Namespace):
+    """-f is read unless -c, and written with -c or -m; -s is read if it exists and written when
+    it gains samples; --from-parquet writes users.idx and items.idx beside -o."""
+    import os
+
+    from destiny.io.outputs import CommandFiles
+
+    if args.from_parquet:
+        where = os.path.dirname(args.output)
+        return CommandFiles.of([("--from-parquet", args.from_parquet)],
+                               [("-o", args.output), ("users.idx", os.path.join(where, "users.idx")),
+                                ("items.idx", os.path.join(where, "items.idx"))])
+    if args.from_npz:
+        return CommandFiles.of([("--from-npz", args.from_npz)], [("-o", args.output)])
+    inputs = [("-i", args.input), ("-f", None if args.create else args.features), ("-s", args.samples)]
+    outputs = [("-o", args.output), ("-f", args.features if args.create or args.merge else None),
+               ("-s", args.samples)]
+    return CommandFiles.of(inputs, outputs)
 
 
 def _run_parquet(args: argparse.Namespace, say) -> int:

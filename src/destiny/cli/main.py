@@ -11,7 +11,8 @@ from destiny import __version__
 from destiny.errors import DestinyError
 
 # Each module destiny.cli.<name> defines register(subparsers), which adds its parser and sets
-# `run` (a function of the parsed arguments returning an exit status) as a default.
+# `run` (a function of the parsed arguments returning an exit status) as a default, and `files`
+# (the parsed arguments → destiny.io.outputs.CommandFiles) when the command writes files.
 COMMANDS = (
     "check",
     "generate",
@@ -50,13 +51,26 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"destiny: warning: {message}", file=sys.stderr)
 
 
+def _guarded(args: argparse.Namespace):
+    """Before any work: the command's outputs are distinct from its inputs and writable, and
+    locked for the run (``destiny.io.outputs.guard``)."""
+    import contextlib
+
+    if getattr(args, "files", None) is None:
+        return contextlib.nullcontext()
+    from destiny.io.outputs import guard
+
+    return guard(args.files(args), say=lambda text: print(f"destiny {args.command}: {text}", file=sys.stderr))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
-        status = args.run(args)
+        with _guarded(args):
+            status = args.run(args)
     except DestinyError as exc:
         print(f"destiny {args.command}: error: {exc}", file=sys.stderr)
         return 2

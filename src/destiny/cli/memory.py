@@ -22,7 +22,8 @@ def load_datasets(groups: list[list[str]], args: argparse.Namespace, device, say
     when the data stream."""
     from destiny.cli.train import read_datasets
     from destiny.data.budget import memory_budget
-    from destiny.data.stream import choose_loading, open_files
+    from destiny.data.loading import choose_loading
+    from destiny.data.stream import open_files
 
     paths = [path for group in groups for path in group]
     budget = memory_budget(args.memory_budget)

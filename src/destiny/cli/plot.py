@@ -31,7 +31,13 @@ def register(subparsers) -> None:
                    help="image to write (atomically); the format follows the extension (.png, .svg, .pdf)")
     p.add_argument("--title", help="figure title (default: the network's name)")
     p.add_argument("--log", action="store_true", help="logarithmic error axis")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, files=files)
+
+
+def files(args: argparse.Namespace):
+    from destiny.io.outputs import CommandFiles
+
+    return CommandFiles.of([("HISTORY.json", path) for path in args.histories], [("-o", args.output)])
 
 
 def curves(epochs: list[dict]) -> dict[str, list[tuple[int, float]]]:

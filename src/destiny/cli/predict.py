@@ -80,7 +80,23 @@ def register(subparsers) -> None:
                    help="printf format of a score: default %%.3f as DSSTNE's 4.3f (recs), %%.9g (csv)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     add_memory_arguments(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, files=files)
+
+
+def input_files(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    """(flag, path) of every file the common options of predict, evaluate and encode read."""
+    pairs = [("-n", args.network), ("-r", args.input), ("--input-nc", args.input_nc), ("-i", args.input_index),
+             ("--samples", args.samples)]
+    for flag, dest in (("-o", "output_index"), ("-f", "filter"), ("--exclude", "exclude"),
+                       ("--include-only", "include_only")):
+        pairs.append((flag, getattr(args, dest, None)))
+    return pairs
+
+
+def files(args: argparse.Namespace):
+    from destiny.io.outputs import CommandFiles
+
+    return CommandFiles.of(input_files(args), [("-s", args.recs)])
 
 
 def check_common(args: argparse.Namespace) -> None:
@@ -88,7 +104,10 @@ def check_common(args: argparse.Namespace) -> None:
         raise UsageError(f"-b/--batch-size must be a positive integer, got {args.batch_size}")
     if getattr(args, "chunk", None) is not None and args.chunk < 1:
         raise UsageError(f"--chunk must be a positive integer, got {args.chunk}")
-    if (args.input is None) == (args.input_nc is None):
+    if args.input is not None and args.input_nc is not None:
+        raise UsageError(f"-r {args.input} and --input-nc {args.input_nc} both give the samples to score: give one of "
+                         "them, not both")
+    if args.input is None and args.input_nc is None:
         raise UsageError("give the samples to score with -r INPUT.txt (and -i FEATURES_INPUT) or --input-nc INPUT.nc")
     if args.input is not None and args.input_index is None:
         raise UsageError("-r needs -i FEATURES_INPUT: the index that maps the text's features to input columns")
@@ -104,7 +123,7 @@ def load_input(args: argparse.Namespace, network, say=None):
                                analog=args.input_type == "analog", drop_unknown=args.drop_unknown)
     budget = None
     if hasattr(args, "memory_budget"):
-        from destiny.data.stream import choose_loading
+        from destiny.data.loading import choose_loading
 
         loading = choose_loading([args.input_nc], stream=args.stream, budget=args.memory_budget,
                                  device=network.device)
@@ -165,6 +184,11 @@ def _predict(args: argparse.Namespace, world) -> int:
     from destiny.predict.writers import RecsWriter
 
     network, layer, width, output, inp, filters = load_for_recommending(args, world)
+    if world.is_root and args.format != "parquet":  # at least "item,0.123:" a recommendation
+        from destiny.io.outputs import check_free_space
+
+        check_free_space(args.recs, inp.n_examples * min(args.k, width) * 8,
+                         f"the top {args.k} of {inp.n_examples:,} samples")
     batches = iter_recommendations(network, inp.datasets, args.k, exclude=filters.seen, include_only=filters.allowed,
                                    layer=layer.name, batch_size=args.batch_size, chunk=args.chunk,
                                    device=network.device, method=args.top_k_method)

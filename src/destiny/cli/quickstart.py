@@ -28,7 +28,22 @@ def register(subparsers) -> None:
     p.set_defaults(run=run)
 
 
+OUTPUTS = ("train_input.nc", "train_output.nc", "test.nc", "network.json", "network.nc")
+
+
 def run(args: argparse.Namespace) -> int:
+    """The files of --workdir are checked and locked (``destiny.io.outputs.guard``) once it exists."""
+    from destiny.errors import UsageError
+    from destiny.io.outputs import CommandFiles, guard
+
+    if min(args.users, args.items, args.epochs, args.batch_size) < 1:
+        raise UsageError("--users, --items, --epochs and --batch-size must be positive")
+    os.makedirs(args.workdir, exist_ok=True)
+    with guard(CommandFiles.of(outputs=[("--workdir", os.path.join(args.workdir, name)) for name in OUTPUTS])):
+        return _quickstart(args)
+
+
+def _quickstart(args: argparse.Namespace) -> int:
     import importlib.resources
 
     import numpy as np
@@ -38,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
     from destiny.cli.console import console
     from destiny.config import loads_config
     from destiny.data import split_dataset, synthesize, write_netcdf
-    from destiny.errors import UsageError
     from destiny.io.atomic import atomic_open
     from destiny.nn.network import Network
     from destiny.predict.metrics import ranking_metrics
@@ -47,11 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from destiny.train.optimizers import Hyperparameters
     from destiny.train.trainer import Trainer
 
-    if min(args.users, args.items, args.epochs, args.batch_size) < 1:
-        raise UsageError("--users, --items, --epochs and --batch-size must be positive")
     out = console()
     device = resolve_device(args.device)
-    os.makedirs(args.workdir, exist_ok=True)
 
     # 1. Data: strongly planted tastes (10 topics, 90% of picks by taste) so that a minute of
     #    training shows what a network learns beyond popularity.

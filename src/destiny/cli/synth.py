@@ -29,7 +29,21 @@ def register(subparsers) -> None:
                         help="also hold out a fraction F of each user's items as a test file")
     parser.add_argument("--test-output", metavar="PATH", help="test file with --split (default: OUT.test.nc)")
     parser.add_argument("-n", "--name", default="input", help="dataset name (default: %(default)s)")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, files=files)
+
+
+def test_path(args: argparse.Namespace) -> str | None:
+    """Where the test part goes with --split (default OUT.test.nc beside OUT)."""
+    if args.split is None:
+        return None
+    stem, ext = os.path.splitext(args.output)
+    return args.test_output or f"{stem}.test{ext or '.nc'}"
+
+
+def files(args: argparse.Namespace):
+    from destiny.io.outputs import CommandFiles
+
+    return CommandFiles.of(outputs=[("-o", args.output), ("--test-output", test_path(args))])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,9 +65,8 @@ def run(args: argparse.Namespace) -> int:
     parts = [dataset]
     paths = [args.output]
     if args.split is not None:
-        stem, ext = os.path.splitext(args.output)
         parts = list(split_dataset(dataset, args.split, args.seed))
-        paths.append(args.test_output or f"{stem}.test{ext or '.nc'}")
+        paths.append(test_path(args))
     say = functools.partial(console().print, markup=False)  # paths may hold [brackets]
     say(f"{dataset.n_examples:,} users × {dataset.n_features:,} items, {dataset.nnz:,} interactions "
               f"({dataset.nnz / dataset.n_examples:.1f} a user, density {dataset.density:.3%})")

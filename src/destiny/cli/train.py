@@ -92,7 +92,19 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="overwrite NETWORK if it exists (DSSTNE refuses)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_memory_arguments(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, files=files)
+
+
+def files(args: argparse.Namespace):
+    """The command's inputs and outputs (checked distinct and locked before it runs); the
+    history is both with --resume, which keeps its epochs before the checkpoint."""
+    from destiny.io.outputs import CommandFiles
+
+    inputs = [("-c", args.config), ("-i", args.input), ("-o", args.output)]
+    inputs += [("--validation", path) for path in args.validation]
+    if args.resume:
+        inputs.append(("--history", args.history))
+    return CommandFiles.of(inputs, [("-n", args.network), ("--history", args.history)])
 
 
 def read_datasets(paths: list[str]) -> dict:
@@ -209,6 +221,26 @@ def dataset_dims(datasets: dict) -> dict:
     return {name: tuple(d.dims) for name, d in datasets.items()}
 
 
+# arrays of optimizer state a checkpoint holds for each parameter
+STATE_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adadelta": 2, "adam": 2}
+
+
+def check_disk_space(args: argparse.Namespace, n_parameters: int, optimizer: str, epochs_done: int) -> None:
+    """ResourceError before training when the network file and the checkpoints still to be
+    written (every --checkpoint-every epochs, the two newest of --checkpoint-batches) would not
+    fit on the disk of NETWORK."""
+    from destiny.io.outputs import check_free_space, network_file_bytes
+
+    needed = network_file_bytes(n_parameters)
+    epochs = args.epochs - epochs_done
+    kept = (epochs // args.checkpoint_every if args.checkpoint_every else 0) + (2 if args.checkpoint_batches else 0)
+    what = f"the network file ({n_parameters:,} parameters)"
+    if kept:
+        needed += kept * network_file_bytes(n_parameters, STATE_SLOTS.get(optimizer, 2))
+        what += f" and {kept} checkpoint{'s' if kept > 1 else ''}"
+    check_free_space(args.network, needed, what)
+
+
 class Quiet:
     """The console of a process that is not rank 0: prints nothing."""
 
@@ -251,20 +283,27 @@ def _train(args: argparse.Namespace, world) -> int:
     from destiny.cli.console import console
     from destiny.cli.memory import load_datasets
     from destiny.config import load_config
+    from destiny.nn.footprint import check_training
     from destiny.nn.network import Network
     from destiny.train.checkpoint import network_from_file, save_network, trainer_state
     from destiny.train.faults import DivergenceBrake
     from destiny.train.optimizers import Hyperparameters, Optimizer
-    from destiny.train.resume import CheckpointWriter, checkpoint_path, newest_checkpoint, resume_trainer, stem_of
+    from destiny.train.resume import (CheckpointWriter, checkpoint_path, newest_checkpoint, remove_stale_temporaries,
+                                      resume_trainer, stem_of)
     from destiny.train.trainer import Trainer
 
     out = console() if world.is_root else Quiet()
+    if world.is_root:  # the guard removed the network's own; these are its checkpoints'
+        for stale in remove_stale_temporaries(stem_of(args.network)):
+            out.print(f"Removed {stale}, left by an interrupted run", markup=False, soft_wrap=True)
     config = load_config(args.config)
     device = world.device
     datasets, validation = load_datasets([[args.input, args.output], args.validation], args, device, out.print)
     validation = complete_validation(config, datasets, validation, args.validation)
     stem = stem_of(args.network)
     resumed = newest_checkpoint(stem) if args.resume else None
+    check_training(config, dataset_dims(datasets), optimizer=args.optimizer, batch_size=args.batch_size,
+                   device=device, world_size=world.size, source=args.config)  # before allocating anything
     if resumed is not None:
         network = network_from_file(resumed[1], source=resumed[0], world=world if world.parallel else None)
     else:
@@ -289,6 +328,8 @@ def _train(args: argparse.Namespace, world) -> int:
     where = device_name(device) + (f" × {world.size} processes (model parallel)" if world.parallel else "")
     out.print(f"Training {config.name or args.config}: {network.n_parameters():,} parameters, {optimizer.value}, "
               f"alpha {trainer.optimizer.hyper.alpha:g}, batch {args.batch_size}, on {where}")
+    if world.is_root:
+        check_disk_space(args, network.n_parameters(), optimizer.value, trainer.epoch)
     writer = CheckpointWriter(stem, world, out.print)
     if args.checkpoint_batches:
         n_batches = -(-next(iter(datasets.values())).n_examples // args.batch_size)

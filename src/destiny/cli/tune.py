@@ -53,7 +53,14 @@ def register(subparsers) -> None:
                    "state) and the best parameters to this JSON file")
     p.add_argument("--force", action="store_true", help="overwrite BEST.nc if it exists")
     p.add_argument("--quiet", action="store_true", help="no table of trials")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, files=files)
+
+
+def files(args: argparse.Namespace):
+    from destiny.io.outputs import CommandFiles
+
+    return CommandFiles.of([("-i", args.input), ("--validation", args.validation)],
+                           [("-o", args.output), ("-n", args.network), ("--history", args.history)])
 
 
 def _recipe_names() -> str:

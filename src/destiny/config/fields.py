@@ -80,13 +80,28 @@ def boolean(value: Any, at: Place) -> bool:
 def string(value: Any, at: Place) -> str:
     if not isinstance(value, str):
         raise at.error(f"must be a string; got {describe(value)}")
-    return value
+    return _storable(value, at)
 
 
 def name(value: Any, at: Place) -> str:
     if not isinstance(value, str) or not value.strip():
         raise at.error(f"must be a non-empty string; got {describe(value)}")
-    return value
+    return _storable(value, at)
+
+
+def _storable(text: str, at: Place) -> str:
+    """``text`` if a network file can hold it: its names are NetCDF text attributes, which end
+    at a NUL and are UTF-8 (a lone surrogate, which JSON's \\uD800 escapes can make, is not)."""
+    if "\x00" in text:
+        raise at.error(f"{describe(text)} holds a NUL character (\\u0000), which a network file cannot store "
+                       "(its text ends there); remove it")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise at.error(f"{describe(text)} holds the lone surrogate \\u{ord(text[exc.start]):04X}, which is not "
+                       "UTF-8 text and cannot be stored in a network file; remove it or write the whole "
+                       "character (a surrogate pair)") from None
+    return text
 
 
 def number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
@@ -118,16 +133,30 @@ def _range_text(lo, hi, lo_open, hi_open) -> str:
 
 def positive_int(value: Any, at: Place) -> int:
     if not _is_int(value) or value < 1:
-        raise at.error(f"must be a positive integer; got {describe(value)}")
+        raise at.error(f"must be a positive integer; got {describe(value)}{_why_not_int(value)}")
     return int(value)
+
+
+# The largest integer a JSON number stands for exactly in every reader (2^53, a double's): past
+# it 1e300 or 9007199254740993.0 is not the integer it looks like, and no count is that large.
+MAX_JSON_INT = 2**53
 
 
 def _is_int(value: Any) -> bool:
     if isinstance(value, bool):
         return False
     if isinstance(value, int):
-        return True
-    return isinstance(value, float) and math.isfinite(value) and value.is_integer()
+        return abs(value) <= MAX_JSON_INT
+    return isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) <= MAX_JSON_INT
+
+
+def _why_not_int(value: Any) -> str:
+    """Why a number that reads as an integer is refused, for the message ('' otherwise)."""
+    integral = isinstance(value, int) and not isinstance(value, bool) or \
+        isinstance(value, float) and math.isfinite(value) and value.is_integer()
+    if integral and abs(value) > MAX_JSON_INT:
+        return " (larger than 2^53: no count is that large, and JSON readers do not hold such integers exactly)"
+    return ""
 
 
 def enum_of(cls, deprecated: dict[str, Any] | None = None, *, note: dict[Any, str] | None = None):
@@ -167,6 +196,7 @@ def names(value: Any, at: Place) -> tuple[str, ...]:
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item:
             raise at.child(i).error(f"must be a layer name (a non-empty string); got {describe(item)}")
+        _storable(item, at.child(i))
     return tuple(value)
 
 
@@ -179,7 +209,7 @@ def unit_dims(value: Any, at: Place):
     if isinstance(value, list) and 1 <= len(value) <= 4 and all(_is_int(v) and v >= 1 for v in value):
         return tuple(int(v) for v in value)
     raise at.error('must be a positive integer, a list of 1 to 4 positive integers, or "auto"; '
-                   f"got {describe(value) if not isinstance(value, list) else value}")
+                   f"got {describe(value) if not isinstance(value, list) else value}{_why_not_int(value)}")
 
 
 def kernel_dims(value: Any, at: Place) -> tuple[int, ...]:
@@ -189,7 +219,7 @@ def kernel_dims(value: Any, at: Place) -> tuple[int, ...]:
     if isinstance(value, list) and 1 <= len(value) <= 3 and all(_is_int(v) and v >= 1 for v in value):
         return tuple(int(v) for v in value)
     raise at.error("must be a positive integer or a list of 1 to 3 positive integers; "
-                   f"got {describe(value) if not isinstance(value, list) else value}")
+                   f"got {describe(value) if not isinstance(value, list) else value}{_why_not_int(value)}")
 
 
 def comment(value: Any, at: Place) -> str:

@@ -21,6 +21,7 @@ from destiny.config.enums import LayerKind, LayerType
 from destiny.config.fields import Place, describe
 from destiny.config.schema import LayerConfig, NetworkConfig
 from destiny.errors import ConfigError
+from destiny.io.inputs import open_input
 from destiny.io.limits import MAX_JSON_BYTES, json_too_big, json_too_deep
 
 
@@ -36,7 +37,7 @@ class _Pairs:
 def load_config(path: str | os.PathLike) -> NetworkConfig:
     """Read and validate the DSSTNE JSON network description at ``path``."""
     path = os.fspath(path)
-    with open(path, "rb") as stream:
+    with open_input(path) as stream:
         raw = stream.read(MAX_JSON_BYTES + 1)  # a hostile file cannot make us read gigabytes
     too_big = json_too_big(os.path.getsize(path) if len(raw) > MAX_JSON_BYTES else len(raw))
     if too_big:

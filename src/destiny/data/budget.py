@@ -1,6 +1,8 @@
 """Memory budgets: sizes as people write them ('2GB', '512MiB'), the host memory available,
-the budget data may hold (given, $DESTINY_MEMORY_BUDGET, or half of what is available), a
-thread-safe ledger of the bytes held against it, and what a dataset costs read whole."""
+a device's free memory and the check of an estimate against it (``require_memory``: before
+allocating), the budget data may hold (given, $DESTINY_MEMORY_BUDGET, or half of what is
+available), a thread-safe ledger of the bytes held against it, and what a dataset costs read
+whole."""
 
 from __future__ import annotations
 
@@ -55,6 +57,42 @@ def available_memory() -> int | None:
     with contextlib.suppress(AttributeError, ValueError, OSError):
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return None
+
+
+def free_memory(device=None) -> int | None:
+    """Bytes free for new allocations on ``device``: a CUDA device's free memory
+    (``torch.cuda.mem_get_info``), else the host's available memory; None where it cannot be told."""
+    import torch
+
+    device = torch.device(device if device is not None else "cpu")
+    if device.type != "cuda":
+        return available_memory()
+    try:
+        return int(torch.cuda.mem_get_info(device)[0])
+    except (RuntimeError, AssertionError, ValueError):  # no driver, or the device is not usable
+        return None
+
+
+def gib(nbytes: float) -> str:
+    """Bytes as GiB for a message: '3.2', '476,837.2', '0.01'."""
+    value = nbytes / 2**30
+    return f"{value:,.1f}" if value >= 0.95 else f"{value:.2g}"
+
+
+def require_memory(nbytes: int, what: str, device=None, fix: str = "") -> None:
+    """ResourceError '``what`` needs about X GiB, Y GiB free on DEVICE; ``fix``' when ``nbytes``
+    exceed the free memory of ``device`` (default the host), checked before allocating them."""
+    import torch
+
+    from destiny.errors import ResourceError
+
+    free = free_memory(device)
+    if free is None or nbytes <= free:
+        return
+    device = torch.device(device if device is not None else "cpu")
+    where = f"on {device}" if device.type == "cuda" else "in this machine's memory"
+    raise ResourceError(f"{what} needs about {gib(nbytes)} GiB, {gib(free)} GiB free {where}"
+                        + (f"; {fix}" if fix else ""))
 
 
 def memory_budget(budget: str | int | None = None) -> int:

@@ -22,6 +22,7 @@ from destiny.data import csr
 from destiny.data.dataset import SparseDataset
 from destiny.data.interop import factorize, interactions_to_dataset
 from destiny.errors import DataError
+from destiny.io.inputs import open_input, open_text_input
 
 FORMATS = ("auto", "movielens-csv", "udata", "dat", "csv")
 SPLITS = ("random", "user", "time")
@@ -56,7 +57,7 @@ def _sniff(path: str, fmt: str, delimiter: str | None, header: bool | None) -> t
     if fmt in defaults:
         default_delimiter, default_header = defaults[fmt]
         return fmt, delimiter or default_delimiter, default_header if header is None else header
-    with open(path, "rb") as stream:
+    with open_text_input(path) as stream:
         head = stream.read(1 << 16).decode("utf-8", "replace").splitlines()[:2]
     if not head:
         raise DataError(f"{path}: the file is empty")
@@ -92,7 +93,7 @@ def read_interactions(path: str | os.PathLike, *, format: str = "auto", delimite
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, not {format!r}")
     format, delimiter, header = _sniff(path, format, delimiter, header)
-    with open(path, "rb") as stream:
+    with open_input(path) as stream:
         data = stream.read()
     if delimiter == "::":  # loadtxt and csv take one-character delimiters
         data, delimiter = data.replace(b"::", b"\x1f"), "\x1f"

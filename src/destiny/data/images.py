@@ -92,7 +92,9 @@ def npz_to_netcdf(npz_path: str | os.PathLike, output_path: str | os.PathLike, *
     """Images (and labels) of a .npz file → one DSSTNE NetCDF file with datasets ``input``
     (and ``output``), written atomically. labels_key None: images only."""
     from destiny.data.netcdf_write import write_netcdf
+    from destiny.io.inputs import check_input
 
+    check_input(npz_path)
     with np.load(npz_path, allow_pickle=False) as archive:
         keys = list(archive.files)
         for key in (images_key, labels_key):

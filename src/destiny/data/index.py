@@ -4,21 +4,26 @@ Read strictly: a line without exactly one TAB, an empty label, an index that is 
 non-negative integer, a label listed twice or an index given to two labels is a DataError with
 file and line (DSSTNE fails on the first three without saying where, and lets the last one
 silently merge two labels). Blank lines are skipped. Written sorted by index (DSSTNE wrote hash
-order), atomically. Labels are bytes-exact: UTF-8, undecodable bytes kept as surrogates.
+order), atomically. Labels are bytes-exact: UTF-8, undecodable bytes kept as surrogates, but
+without the spaces around them (as the text parser reads them, with a DataWarning) and without
+a UTF-8 byte-order mark before the first.
 """
 
 from __future__ import annotations
 
 import operator
 import os
+import warnings
 from typing import Iterable, Mapping
 
 import numpy as np
 
-from destiny.errors import DataError
+from destiny.errors import DataError, DataWarning
 from destiny.io.atomic import atomic_open
+from destiny.io.inputs import open_text_input
 
 ENCODING = ("utf-8", "surrogateescape")
+_SPACES = b" \x0b\x0c"  # around a label or an index: not part of it (a TAB is the separator)
 
 
 def show_label(token: bytes, limit: int = 40) -> str:
@@ -30,16 +35,20 @@ def show_label(token: bytes, limit: int = 40) -> str:
 def read_index_raw(path: str | os.PathLike) -> dict[bytes, int]:
     """``read_index`` with the labels left as bytes, as the text parser looks them up."""
     path = os.fspath(path)
-    with open(path, "rb") as stream:
+    with open_text_input(path) as stream:
         data = stream.read()
     index: dict[bytes, int] = {}
     lines = data.split(b"\n")
+    trimmed = None  # (line, label) of the first label read without its spaces
     for lineno, line in enumerate(lines, 1):
         if line.endswith(b"\r"):
             line = line[:-1]
         if not line:
             continue
         label, tab, number = line.partition(b"\t")
+        if label != label.strip(_SPACES) or number != number.strip(_SPACES):
+            trimmed = trimmed or (lineno, label if label != label.strip(_SPACES) else number)
+            label, number = label.strip(_SPACES), number.strip(_SPACES)
         where = f"{path}:{lineno}"
         if not tab:
             raise DataError(f"{where}: no TAB; each line of an index file is 'label<TAB>index'")
@@ -51,10 +60,14 @@ def read_index_raw(path: str | os.PathLike) -> dict[bytes, int]:
             raise DataError(f"{where}: index '{show_label(number)}' of '{show_label(label)}' is not a non-negative integer"
                             + (" below 10^18" if number.isdigit() else ""))
         if label in index:
-            first = next(i for i, other in enumerate(lines, 1) if other.rstrip(b"\r").partition(b"\t")[0] == label)
+            first = next(i for i, other in enumerate(lines, 1) if other.partition(b"\t")[0].strip(_SPACES) == label)
             raise DataError(f"{where}: label '{show_label(label)}' is listed again (first on line {first}); "
                             "each label must appear once")
         index[label] = int(number)
+    if trimmed:
+        shown = show_label(trimmed[1].strip(_SPACES))
+        warnings.warn(f"{path}:{trimmed[0]}: read '{show_label(trimmed[1])}' as '{shown}': spaces around a label or "
+                      "an index are not part of it", DataWarning, stacklevel=2)
     _check_distinct(index, lines, path)
     return index
 
@@ -69,6 +82,7 @@ def _check_distinct(index: dict[bytes, int], lines: list[bytes], path: str) -> N
     owner: dict[int, int] = {}
     for lineno, line in enumerate(lines, 1):
         label, tab, number = line.rstrip(b"\r").partition(b"\t")
+        label = label.strip(_SPACES)
         if not tab:
             continue
         if int(number) in owner and owner[int(number)] != lineno:

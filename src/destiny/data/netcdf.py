@@ -7,6 +7,10 @@ rows given by arbitrary start/end pairs; ``dataType<n>`` or the engine writer's 
 Indexed datasets (expanded through ``index<n>``); Weighted (``dataWeight<n>``). Width is kept as
 stored (generateNetCDF rounds it up to a multiple of 128).
 
+Checksums (``data.checksums``): a file Destiny wrote carries a CRC-32 of every variable and of
+the attributes; each variable read, and the attributes, are checked against them (DataError
+naming the file and the variable). DSSTNE's files have none and are read as before.
+
 Write (netcdf_write.py): generateNetCDF's layout (netCDF-4, unsigned attributes, ``uint``
 start/end/index), ``uint64`` start/end past 2^32 − 1 entries, and ``dataType`` spelled as
 DSSTNE's reader expects.
@@ -25,10 +29,12 @@ from typing import Iterator
 
 import numpy as np
 
-from destiny.data import csr
+from destiny.data import checksums, csr
+from destiny.data.budget import in_memory_bytes, require_memory
 from destiny.data.dataset import INT32_LIMIT, Dataset, DenseDataset, SparseDataset, exact_values
 from destiny.data.layout import DATA_TYPE_OF, KNOWN_ATTRIBUTES, Attribute, DataType, Names
 from destiny.errors import DataError, DataWarning, DestinyError
+from destiny.io.inputs import open_input
 from destiny.io.limits import allocation_error, variable_too_big
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -64,6 +70,7 @@ class _File:
 
     def __init__(self, nc, path: str, size: int):
         self.nc, self.path, self.size = nc, path, size  # size: the file's bytes
+        self.sums = checksums.stored(nc, path)  # None: a file without checksums (DSSTNE's)
 
     def fail(self, message: str) -> DataError:
         return DataError(f"{self.path}: {message}")
@@ -114,9 +121,26 @@ class _File:
             out = np.empty(var.shape, dtype=var.dtype)
             for lo in range(0, len(out), _READ_SLICE):
                 out[lo:lo + _READ_SLICE] = var[lo:lo + _READ_SLICE]
-            return out
         except (OSError, RuntimeError, IndexError, ValueError) as exc:
             raise self.fail(f"cannot read variable '{name}' ({exc}): the file is damaged or truncated; {_FIX}") from None
+        checksums.verify(self.path, self.sums, name, out, what)
+        return out
+
+    def verify(self, name: str, what: str = "", slice_values: int = _READ_SLICE) -> None:
+        """Check a variable against its checksum without keeping it: read ``slice_values`` at a time."""
+        if self.sums is None or name not in self.sums["variables"]:
+            return
+        var = self.nc.variables[name]
+        too_big = variable_too_big(var, self.size)
+        if too_big:
+            raise self.fail(f"{what}{too_big}; {_FIX}")
+        crc = 0
+        try:
+            for lo in range(0, var.shape[0], slice_values):
+                crc = checksums.crc32(var[lo:lo + slice_values], crc)
+        except (OSError, RuntimeError, IndexError, ValueError) as exc:
+            raise self.fail(f"cannot read variable '{name}' ({exc}): the file is damaged or truncated; {_FIX}") from None
+        checksums.verify(self.path, self.sums, name, None, what, crc=crc)
 
 
 @contextlib.contextmanager
@@ -124,7 +148,7 @@ def _open(path: str | os.PathLike) -> Iterator[_File]:
     import netCDF4
 
     path = os.fspath(path)
-    with open(path, "rb") as stream:  # a missing file raises FileNotFoundError here
+    with open_input(path) as stream:  # a missing file raises FileNotFoundError here; a FIFO UsageError
         head = stream.read(8)
         size = stream.seek(0, os.SEEK_END)
     if head[:4] not in _CLASSIC_MAGIC and head != _HDF5_MAGIC:
@@ -150,6 +174,7 @@ def _open(path: str | os.PathLike) -> Iterator[_File]:
 
 
 def _headers(f: _File) -> list[DatasetInfo]:
+    checksums.verify_attributes(f.nc, f.path, f.sums)
     if not f.has_attr(Names.DATASETS):
         held = ", ".join(list(f.nc.variables)[:8]) or "no variables"
         network = " (it looks like a DSSTNE network file)" if f.has_attr("layers") else ""
@@ -179,6 +204,9 @@ def _header(f: _File, n: int) -> DatasetInfo:
     n_examples = f.dim(names.examplesDim)
     if n_examples is None:
         raise f.fail(f"{what}has no dimension '{names.examplesDim}'; {_FIX}")
+    if n_examples == 0:  # DSSTNE cannot load one either, and Destiny's writer refuses it
+        raise f.fail(f"{what}has no examples ('{names.examplesDim}' is 0): there is nothing to train on, score or "
+                     "evaluate; give a dataset with at least one example")
     n_unique = f.dim(names.uniqueExamplesDim) if attributes & Attribute.INDEXED else None
     n_unique = n_examples if n_unique is None else n_unique
     nnz = None
@@ -240,6 +268,13 @@ def _select(f: _File, infos: list[DatasetInfo], name: str) -> DatasetInfo:
 def _read(f: _File, info: DatasetInfo, duplicates: str) -> Dataset:
     names = Names(info.index)
     what = f"dataset '{info.name}' "
+    need = in_memory_bytes(info)
+    if need > 1 << 28:  # held whole: against the memory free now, before reading
+        entries = f", {info.nnz:,} nonzeros" if info.sparse else " (dense)"
+        stream = ("stream it from disk (--stream, or destiny.data.stream.StreamingSparseDataset), "
+                  if info.sparse else "")
+        require_memory(need, f"{f.path}: {what}({info.n_examples:,} examples × {info.n_features:,}{entries}) read whole",
+                       fix=f"{stream}split it into smaller files, or read it on a machine with more memory")
     rows = None
     if info.attributes & Attribute.INDEXED:
         rows = f.read(names.index, info.n_examples, what).astype(np.int64)

@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
+from destiny.data.checksums import Recorder
 from destiny.data.dataset import Dataset, DenseDataset, SparseDataset
 from destiny.data.layout import DATA_TYPE_OF, Attribute, DataType, Kind, Names
 from destiny.errors import DataError, DataWarning
@@ -18,7 +19,8 @@ from destiny.io.atomic import atomic_path
 def write_netcdf(path: str | os.PathLike, datasets: Dataset | Sequence[Dataset]) -> None:
     """Write datasets into one DSSTNE file, atomically (the file is whole or absent).
 
-    Layout as generateNetCDF's for sparse data; dense datasets as DSSTNE's CIFAR converter.
+    Layout as generateNetCDF's for sparse data; dense datasets as DSSTNE's CIFAR converter,
+    plus the checksums of every variable and of the attributes (``data.checksums``).
     Values keep their dtype: float32 → Float, float64 → Double, int32 → Int; int64 → Int when
     the values fit, else Double while they are within ±2^53 (DSSTNE cannot load LLInt), else
     LLInt with a DataWarning.
@@ -29,15 +31,17 @@ def write_netcdf(path: str | os.PathLike, datasets: Dataset | Sequence[Dataset])
         datasets = [datasets]
     datasets = list(datasets)
     _check_writable(path, datasets)
+    sums = Recorder()
     with atomic_path(path) as tmp:
         with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
             nc.set_fill_off()
             nc.setncattr(Names.DATASETS, np.uint32(len(datasets)))
             for n, dataset in enumerate(datasets):
                 if isinstance(dataset, SparseDataset):
-                    _write_sparse(nc, Names(n), dataset, path)
+                    _write_sparse(nc, Names(n), dataset, path, sums)
                 else:
-                    _write_dense(nc, Names(n), dataset, path)
+                    _write_dense(nc, Names(n), dataset, path, sums)
+            sums.store(nc)
 
 
 def _check_writable(path, datasets: list[Dataset]) -> None:
@@ -86,10 +90,11 @@ def _stored_values(values: np.ndarray, path, name: str) -> tuple[np.ndarray, Dat
     return values, DATA_TYPE_OF[values.dtype]
 
 
-def _variable(nc, name: str, values: np.ndarray, dim: str) -> None:
+def _variable(nc, name: str, values: np.ndarray, dim: str, sums: Recorder) -> None:
     var = nc.createVariable(name, values.dtype, (dim,), contiguous=True)
     var.set_auto_maskandscale(False)
     var[:] = values
+    sums.add(name, values)
 
 
 def _offset_dtype(nnz: int) -> type:
@@ -97,7 +102,7 @@ def _offset_dtype(nnz: int) -> type:
     return np.uint32 if nnz < (1 << 32) else np.uint64
 
 
-def _write_sparse(nc, names: Names, dataset: SparseDataset, path) -> None:
+def _write_sparse(nc, names: Names, dataset: SparseDataset, path, sums: Recorder) -> None:
     attributes = Attribute.SPARSE
     if dataset.is_indicator:
         attributes |= Attribute.BOOLEAN
@@ -112,27 +117,27 @@ def _write_sparse(nc, names: Names, dataset: SparseDataset, path) -> None:
     nc.createDimension(names.examplesDim, dataset.n_examples)
     nc.createDimension(names.sparseDataDim, dataset.nnz)
     offset_type = _offset_dtype(dataset.nnz)
-    _variable(nc, names.sparseStart, dataset.offsets[:-1].astype(offset_type), names.examplesDim)
-    _variable(nc, names.sparseEnd, dataset.offsets[1:].astype(offset_type), names.examplesDim)
+    _variable(nc, names.sparseStart, dataset.offsets[:-1].astype(offset_type), names.examplesDim, sums)
+    _variable(nc, names.sparseEnd, dataset.offsets[1:].astype(offset_type), names.examplesDim, sums)
     if dataset.n_features <= (1 << 32):  # uint32, as DSSTNE reads; int32 → uint32 is a free view
         indices = dataset.indices.view(np.uint32) if dataset.indices.dtype == np.int32 \
             else dataset.indices.astype(np.uint32)
     else:
         indices = dataset.indices.astype(np.uint64)
-    _variable(nc, names.sparseIndex, indices, names.sparseDataDim)
+    _variable(nc, names.sparseIndex, indices, names.sparseDataDim, sums)
     if values is not None:
-        _variable(nc, names.sparseData, values, names.sparseDataDim)
+        _variable(nc, names.sparseData, values, names.sparseDataDim, sums)
     if dataset.weights is not None:
-        _variable(nc, names.dataWeight, dataset.weights, names.examplesDim)
+        _variable(nc, names.dataWeight, dataset.weights, names.examplesDim, sums)
 
 
-def _write_dense(nc, names: Names, dataset: DenseDataset, path) -> None:
+def _write_dense(nc, names: Names, dataset: DenseDataset, path, sums: Recorder) -> None:
     data, data_type = _stored_values(np.ascontiguousarray(dataset.data).reshape(-1), path, dataset.name)
     attributes = Attribute.WEIGHTED if dataset.weights is not None else Attribute.NONE
     kind = Kind.IMAGE if len(dataset.dims) > 1 else Kind.NUMERIC
     _header_attrs(nc, names, dataset.name, attributes, kind, data_type, dataset.dims)
     nc.createDimension(names.examplesDim, dataset.n_examples)
     nc.createDimension(names.dataDim, data.size)
-    _variable(nc, names.data, data, names.dataDim)
+    _variable(nc, names.data, data, names.dataDim, sums)
     if dataset.weights is not None:
-        _variable(nc, names.dataWeight, dataset.weights, names.examplesDim)
+        _variable(nc, names.dataWeight, dataset.weights, names.examplesDim, sums)

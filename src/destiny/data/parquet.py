@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from destiny.data import csr
+from destiny.data.checksums import Recorder
 from destiny.data.dataset import exact_values
 from destiny.data.index import write_index_pairs
 from destiny.data.layout import Attribute, DataType, Kind, Names
@@ -67,6 +68,7 @@ def parquet_to_netcdf(path: str | os.PathLike, out: str | os.PathLike, *, user_c
     integers or strings, a null label or value, a non-finite value, or an empty table.
     """
     from destiny.data.budget import memory_budget as budget_of
+    from destiny.io.inputs import check_input
 
     pq = _pyarrow_parquet()
     path, out = os.fspath(path), os.fspath(out)
@@ -75,6 +77,7 @@ def parquet_to_netcdf(path: str | os.PathLike, out: str | os.PathLike, *, user_c
     if not name or any(c in name for c in "\t\n\r"):
         raise UsageError(f"dataset name {name!r} must be non-empty, without TABs or line breaks")
     budget = budget_of(memory_budget)
+    check_input(path)
     try:
         parquet = pq.ParquetFile(path)
     except (OSError, ValueError) as exc:  # missing, unreadable, or not Parquet (ArrowInvalid)
@@ -373,6 +376,7 @@ def _write(out: str, name: str, entries: _Entries, data_type: DataType, slice_en
     names = Names(0)
     attributes = Attribute.SPARSE | (Attribute.BOOLEAN if entries.stored is None else Attribute.NONE)
     n_users, n_items = len(entries.counts), len(entries.census.items)
+    sums = Recorder()
     with atomic_path(out) as tmp:
         with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
             nc.set_fill_off()
@@ -391,7 +395,10 @@ def _write(out: str, name: str, entries: _Entries, data_type: DataType, slice_en
                 target = nc.createVariable(variable, dtype, (dim,), contiguous=True)
                 target.set_auto_maskandscale(False)
                 for start in range(0, len(source), slice_entries):
-                    target[start:start + slice_entries] = source[start:start + slice_entries].astype(dtype)
+                    part = source[start:start + slice_entries].astype(dtype)
+                    target[start:start + slice_entries] = part
+                    sums.add(variable, part)
+            sums.store(nc)
 
 
 __all__ = ["ParquetReport", "parquet_to_netcdf"]

@@ -21,6 +21,7 @@ from destiny.data import csr
 from destiny.data.dataset import SparseDataset, exact_values
 from destiny.errors import DataError
 from destiny.io.atomic import atomic_open
+from destiny.io.inputs import open_text_input
 
 MANIFEST = "shards.json"
 FORMAT = "destiny-shards"
@@ -85,7 +86,7 @@ class ShardedDataset:
         directory = os.fspath(directory)
         path = os.path.join(directory, MANIFEST)
         try:
-            with open(path, encoding="utf-8") as stream:
+            with open_text_input(path) as stream:
                 fields = json.load(stream)
         except FileNotFoundError:
             raise DataError(f"{directory}: no {MANIFEST}; give a directory written by destiny.spark.build_datasets "

@@ -26,12 +26,11 @@ import math
 import os
 import threading
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 
 from destiny.data import csr
-from destiny.data.budget import BUDGET_SHARE, Ledger, format_bytes, in_memory_bytes, memory_budget
+from destiny.data.budget import Ledger, format_bytes, in_memory_bytes, memory_budget
 from destiny.data.dataset import INT32_LIMIT, SparseDataset, exact_values, index_dtype
 from destiny.data.layout import Attribute, Names
 from destiny.errors import DataError, DataWarning
@@ -87,6 +86,10 @@ class StreamingSparseDataset:
         try:
             with self.ledger.holding(32 * max(info.n_examples, info.n_unique)):  # the raw offsets, converted
                 self._read_offsets()
+            for var in (self._index_var, self._value_var) if check else ():  # the checksums (files Destiny wrote)
+                if var is not None:
+                    with NETCDF_LOCK, self.ledger.holding(self.scratch_bytes):
+                        self._file.verify(var.name, f"dataset '{info.name}' ", self.segment_entries)
         except BaseException:
             self.close()
             raise
@@ -413,60 +416,6 @@ def _segments(starts: np.ndarray, ends: np.ndarray, gap: int, most: int):
             j = min(b, max(j, i + 1))
             yield i, j, lo, int(ends[i:j].max())
             i = j
-
-
-@dataclass(frozen=True)
-class Loading:
-    """Whether a set of files is read into memory or streamed, and why (``choose_loading``)."""
-
-    stream: bool
-    size: int  # bytes the sparse datasets would take in memory
-    budget: int  # host bytes the data may hold
-    reason: str
-
-    def describe(self) -> str:
-        how = "Streaming from disk" if self.stream else "Reading into memory"
-        return f"{how}: {self.reason}"
-
-
-def choose_loading(paths, *, stream: bool | None = None, budget: str | int | None = None,
-                   device=None) -> Loading:
-    """Stream when asked (``stream=True``), or when None and the files' datasets would take more
-    than the memory budget (``memory_budget``), or, on a CUDA device, more than half of its
-    free memory (the in-memory path holds the data on the device)."""
-    from destiny.data.netcdf import inspect_netcdf
-
-    seen, size = set(), 0
-    for path in paths:
-        key = os.path.abspath(os.fspath(path))
-        if key not in seen:
-            seen.add(key)
-            size += sum(in_memory_bytes(info) for info in inspect_netcdf(path))
-    cap = memory_budget(budget)
-    if stream is not None:
-        return Loading(bool(stream), size, cap, f"{format_bytes(size)} of data, "
-                                                f"{'--stream' if stream else '--no-stream'} given")
-    if size > cap:
-        return Loading(True, size, cap, f"the data take {format_bytes(size)}, more than the memory budget of "
-                                        f"{format_bytes(cap)}")
-    gpu = _free_device_memory(device)
-    if gpu is not None and size > gpu * BUDGET_SHARE:
-        return Loading(True, size, cap, f"the data take {format_bytes(size)}, more than half of the "
-                                        f"{format_bytes(gpu)} free on the GPU")
-    return Loading(False, size, cap, f"the data take {format_bytes(size)}, within the memory budget of "
-                                     f"{format_bytes(cap)}")
-
-
-def _free_device_memory(device) -> int | None:
-    if device is None:
-        return None
-    import torch
-
-    device = torch.device(device)
-    if device.type != "cuda" or not torch.cuda.is_available():
-        return None
-    free, _ = torch.cuda.mem_get_info(device)
-    return int(free)
 
 
 def open_files(paths, budget: int, *, check: bool = True) -> dict:

@@ -7,7 +7,10 @@ empty datapoints (a trailing ':') are skipped.
 Stricter than DSSTNE, which skips or half-reads bad lines with a warning: a line without a TAB,
 a second TAB, an empty feature, a datapoint with two commas, or (``analog``) a missing or
 non-numeric or non-finite value is a DataError naming the file, the line and the datapoint.
-Empty lines are skipped. Labels are bytes-exact (UTF-8, undecodable bytes kept as surrogates).
+Empty lines are skipped. Labels are bytes-exact (UTF-8, undecodable bytes kept as surrogates)
+but for spaces around them: 'b ' (a trailing space) and 'b' are one feature, and a datapoint
+of spaces only is an empty one, with one DataWarning a file saying where spaces were removed.
+A UTF-8 byte-order mark before the first line is skipped (``io.inputs.open_text_input``).
 
 Rows are aligned to the samples index: row i is the sample whose index is i, so input and
 output files made with one samples index line up even when a sample is absent from one of
@@ -23,6 +26,7 @@ from __future__ import annotations
 import array
 import operator
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from itertools import compress, repeat
@@ -35,8 +39,10 @@ from destiny.data.dataset import SparseDataset, exact_values
 from destiny.data.index import ENCODING, labels_by_index, show_label
 from destiny.errors import DataError, DataWarning
 from destiny.io.atomic import atomic_open
+from destiny.io.inputs import open_text_input
 
 _NOT_SEPARATORS = bytes(b for b in range(256) if b not in b",:")
+_SPACE = re.compile(rb"[ \v\f\r]")  # whitespace a label may carry by accident (a TAB is the separator)
 VALUE_TYPES = ("auto", "float32", "float64")
 
 
@@ -111,10 +117,11 @@ class _Parser:
         self.batch_vals: list[np.ndarray] = []
         self.dropped = 0
         self.pattern = b""
+        self.trimmed: dict[str, tuple[int, bytes, int]] = {}  # path → (first line, its label, labels trimmed)
 
     def parse_file(self, path: str) -> None:
         self.files.append((len(self.counts), path))
-        with open(path, "rb") as stream:
+        with open_text_input(path) as stream:
             for lineno, line in enumerate(stream, 1):
                 if line.endswith(b"\n"):
                     line = line[:-1]
@@ -147,6 +154,10 @@ class _Parser:
         if b"\t" in rest:
             raise DataError(f"{path}:{lineno}: a second TAB; datapoints are separated by ':' and a feature "
                             "label cannot hold a TAB")
+        if _SPACE.search(line):
+            label, rest = self._trim(label, rest, path, lineno)
+            if not label:
+                raise DataError(f"{path}:{lineno}: the sample label before the TAB is only spaces")
         tokens, values = self._fast(rest)
         if tokens is None:
             tokens, values = self._slow(rest, path, lineno)
@@ -174,6 +185,24 @@ class _Parser:
             self.batch_vals.append(values)
         if len(self.batch_feats) >= self.BATCH:
             self.flush()
+
+    def _trim(self, label: bytes, rest: bytes, path: str, lineno: int) -> tuple[bytes, bytes]:
+        """The label and datapoints without the spaces around each label and value, noted for
+        ``warn_trimmed`` (a datapoint of spaces only becomes an empty one, which is skipped)."""
+        new_label = label.strip()
+        new_rest = b":".join(b",".join(part.strip() for part in point.split(b",")) for point in rest.split(b":"))
+        if new_label != label or new_rest != rest:
+            example = label if new_label != label else next(
+                token for token in rest.replace(b",", b":").split(b":") if token != token.strip())
+            first = self.trimmed.get(path)
+            self.trimmed[path] = (lineno, example, 1) if first is None else (first[0], first[1], first[2] + 1)
+        return new_label, new_rest
+
+    def warn_trimmed(self) -> None:
+        for path, (lineno, example, lines) in self.trimmed.items():
+            more = f" (and on {lines - 1:,} more lines)" if lines > 1 else ""
+            warnings.warn(f"{path}:{lineno}: read '{show_label(example)}' as '{show_label(example.strip())}'{more}: "
+                          "spaces around a label or a value are not part of it", DataWarning, stacklevel=3)
 
     def _fast(self, rest: bytes):
         """(feature tokens, float64 values) for a well-formed line, else (None, None)."""
@@ -228,7 +257,7 @@ class _Parser:
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             path, lineno = self.where(int(csr.row_of(line_offsets, int(bad[0]))))
-            with open(path, "rb") as stream:
+            with open_text_input(path) as stream:
                 line = stream.read().split(b"\n")[lineno - 1].rstrip(b"\r")
             self._slow(line.partition(b"\t")[2], path, lineno)  # raises with the datapoint
 
@@ -255,6 +284,7 @@ def read_text(path: str | os.PathLike, *, name: str = "input", analog: bool = Fa
         parser.parse_file(file)
     if not parser.counts:
         raise DataError(f"{path}: no lines with data; each line must be 'sample<TAB>feature[,value]:...'")
+    parser.warn_trimmed()
     n_features = features_map.next
     width = n_features if width is None else int(width)
     if width < max(n_features, 1):

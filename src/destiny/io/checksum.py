@@ -20,7 +20,7 @@ def content_checksum(ds, skip: str) -> str:
     h = hashlib.sha256()
     for name in sorted(ds.ncattrs()):
         if name != skip:
-            h.update(b"A%s\0%s" % (name.encode(), _attribute_bytes(ds.getncattr(name))))
+            h.update(b"A%s\0%s" % (name.encode(), attribute_bytes(ds.getncattr(name))))
     for name in sorted(ds.variables):
         var = ds.variables[name]
         shape = tuple(int(n) for n in var.shape)
@@ -36,7 +36,8 @@ def content_checksum(ds, skip: str) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _attribute_bytes(value: Any) -> bytes:
+def attribute_bytes(value: Any) -> bytes:
+    """An attribute's value as typed bytes (text, raw bytes, or little-endian numbers)."""
     if isinstance(value, str):
         return b"s" + value.encode("utf-8", "surrogatepass")
     if isinstance(value, bytes):

@@ -46,6 +46,7 @@ from destiny.config.shapes import WeightSpec, batch_norm_size, resolve_shapes, w
 from destiny.errors import ConfigError, ConfigWarning, NetworkFileError, UsageError
 from destiny.io.atomic import atomic_path
 from destiny.io.checksum import content_checksum
+from destiny.io.inputs import open_input
 from destiny.io.limits import variable_too_big
 from destiny.io.network_decode import decode_network
 from destiny.io.network_layout import encode_network, first_difference
@@ -314,7 +315,7 @@ def read_network(path: str | os.PathLike, *, verify: bool = True) -> NetworkFile
     import netCDF4
 
     path = os.fspath(path)
-    with open(path, "rb"):  # the usual FileNotFoundError, IsADirectoryError, PermissionError
+    with open_input(path):  # the usual FileNotFoundError, IsADirectoryError, PermissionError; no FIFO
         pass
     try:
         ds = netCDF4.Dataset(path, "r")

@@ -27,6 +27,26 @@ CHUNK_ELEMENTS = 1 << 18  # elements drawn at once: ~40 int64 temporaries of 2 M
 GPU_CHUNK_ELEMENTS = 1 << 23  # on a GPU, where each of a chunk's ~130 kernels costs a launch: 64 MB temporaries
 
 
+def layer_weight(spec, weight_init: WeightInit, shard, seed: int, dtype: torch.dtype, device,
+                 initialize: bool = True) -> torch.Tensor:
+    """The initial weights of one matrix of a network (``config.shapes.WeightSpec``): its
+    shard (a ``MatrixShard``, or None for the whole matrix) drawn by ``init_weight``; zeros for
+    a ClosedForm layer (the solve sets them as training starts — no draw of a matrix it
+    overwrites); uninitialised memory when ``initialize`` is False (a network about to be
+    loaded)."""
+    from destiny.nn import conv
+
+    shape = shard.shape if shard is not None else spec.shape
+    if not initialize:
+        return torch.empty(shape, dtype=dtype, device=device)
+    if weight_init.closed_form is not None:
+        return torch.zeros(shape, dtype=dtype, device=device)
+    fan_in, fan_out = conv.fans(spec) if spec.convolutional else (spec.shape[0], spec.shape[1])
+    rows, cols = (shard.rows, shard.cols) if shard is not None else (None, None)
+    return init_weight(spec.shape, weight_init, fan_in, fan_out, seed, f"w{spec.index}", dtype, rows=rows,
+                       cols=cols, device=device)
+
+
 def init_weight(shape: tuple[int, ...], spec: WeightInit, fan_in: int, fan_out: int, seed: int,
                 key: str, dtype: torch.dtype = torch.float32, *, rows: tuple[int, int] | None = None,
                 cols: tuple[int, int] | None = None, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -39,7 +39,7 @@ from destiny.nn import footprint  # memory and what a network file can hold, che
 from destiny.nn import itemitem, recipes  # ZeroDiagonal layers; Normalize, Denoising.Rescale, FrequencyBias
 from destiny.nn import variational  # Variational layers (Mult-VAE)
 from destiny.nn.activations import ActivationSpec, activate
-from destiny.nn.init import init_weight
+from destiny.nn.init import layer_weight
 from destiny.nn.losses import LossSpec, target_columns
 from destiny.nn.noise import Noise
 from destiny.nn.penalties import ClipRowGrad, apply_weight_norms, sparseness_penalty  # DeltaNorm, WeightNorm, …
@@ -109,18 +109,8 @@ class Network(torch.nn.Module):
         self.biases = torch.nn.ParameterDict()
         for spec in self.specs:
             layer = config.layer(spec.output_layer)
-            if not spec.shared_from:
-                fan_in, fan_out = conv.fans(spec) if spec.convolutional else (spec.shape[0], spec.shape[1])
-                shard = self.plan.get(spec.index)  # None: convolutional, held whole
-                rows, cols = (shard.rows, shard.cols) if shard is not None else (None, None)
-                shape = shard.shape if shard is not None else spec.shape
-                if not initialize:
-                    w = torch.empty(shape, dtype=dtype, device=device)
-                elif layer.weight_init.closed_form is not None:  # set by the solve (or zero) as training starts
-                    w = torch.zeros(shape, dtype=dtype, device=device)
-                else:
-                    w = init_weight(spec.shape, layer.weight_init, fan_in, fan_out, seed, f"w{spec.index}", dtype,
-                                    rows=rows, cols=cols, device=device)
+            if not spec.shared_from:  # shard None: convolutional, held whole
+                w = layer_weight(spec, layer.weight_init, self.plan.get(spec.index), seed, dtype, device, initialize)
                 self.weights[f"w{spec.index}"] = torch.nn.Parameter(w)
             lo, hi = self.plan[spec.index].bias if spec.index in self.plan else (0, spec.bias_size)
             bias = torch.full((hi - lo,), layer.weight_init.bias, dtype=dtype, device=device)

@@ -17,6 +17,7 @@ from destiny.data.index import ENCODING, read_index_raw, show_label
 from destiny.data.layout import round_up_128
 from destiny.data.text import input_files, read_text
 from destiny.errors import DataError, DataWarning
+from destiny.io.inputs import open_text_input
 
 
 class Index:
@@ -81,13 +82,13 @@ def first_unknown(path: str | os.PathLike, known: dict[bytes, int]) -> tuple[str
     """(file, line, label) of the first datapoint of a DSSTNE text file (or directory) whose
     feature is not in ``known``; None if every feature is known."""
     for file in input_files(path):
-        with open(file, "rb") as stream:
+        with open_text_input(file) as stream:
             for lineno, line in enumerate(stream, 1):
                 _, tab, rest = line.rstrip(b"\r\n").partition(b"\t")
                 if not tab:
                     continue
                 for point in rest.split(b":"):
-                    feature = point.partition(b",")[0]
+                    feature = point.partition(b",")[0].strip()  # as read_text reads it
                     if feature and feature not in known:
                         return file, lineno, feature
     return None
@@ -132,7 +133,7 @@ def read_item_list(path: str | os.PathLike, index: Index, what: str) -> np.ndarr
     they can never be recommended anyway."""
     path = os.fspath(path)
     columns, unknown, first = [], 0, None
-    with open(path, "rb") as stream:
+    with open_text_input(path) as stream:
         for lineno, line in enumerate(stream, 1):
             label = line.rstrip(b"\r\n").partition(b"\t")[0].strip()
             if not label:

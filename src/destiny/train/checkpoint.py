@@ -79,10 +79,31 @@ def network_to_file(network: Network, info: dict | None = None, extras: dict | N
     return nf
 
 
+def check_finite(nf: NetworkFile, source: str = "<file>") -> None:
+    """NetworkFileError naming the layer when a matrix, a bias or a batch normalisation of the
+    file holds NaN or infinite values: every score computed from it would be NaN (recommending
+    nothing), so such a network is not used at all."""
+    arrays = [(f"the weights {w.input_layer} → {w.output_layer}", w.output_layer, w.weights) for w in nf.weights]
+    arrays += [(f"the biases of {w.input_layer} → {w.output_layer}", w.output_layer, w.bias) for w in nf.weights]
+    arrays += [(f"the batch normalisation ({field.name})", name, getattr(bn, field.name))
+               for name, bn in nf.batch_norm.items() for field in dataclasses.fields(bn)]
+    for what, layer, array in arrays:
+        if array is None:
+            continue
+        bad = np.size(array) - int(np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise NetworkFileError(f"{source}: layer '{layer}' has NaN or infinite values in {what} ({bad:,} of "
+                                   f"{np.size(array):,}): the run that wrote it diverged, or the file is damaged; "
+                                   "retrain it (destiny train --nan-check 1 stops at the first NaN) or use an "
+                                   "earlier checkpoint")
+
+
 def network_from_file(nf: NetworkFile, *, dtype: torch.dtype = torch.float32, source: str = "<file>",
                       world: World | None = None) -> Network:
     """A Network with the file's config and weights; with a model-parallel ``world``, this
-    rank's slices of them (on the world's device)."""
+    rank's slices of them (on the world's device). NetworkFileError if any is NaN or infinite
+    (``check_finite``)."""
+    check_finite(nf, source)
     seed = int(nf.info.get("seed", 12134))
     network = Network(nf.config, nf.dims, seed=seed, dtype=dtype, source=source, initialize=False, world=world)
     with torch.no_grad():
@@ -144,6 +165,8 @@ def trainer_state(trainer, optimizer_state: bool = True) -> tuple[dict, dict]:
         info["loss_sum"] = float(trainer._runner[1].loss_sum)  # this process's part (model parallel)
     if getattr(trainer, "brake", None) is not None:
         info.update(trainer.brake.state())
+    if getattr(trainer, "data_fingerprint", None):  # what it trains on: --resume refuses other data
+        info["data"] = trainer.data_fingerprint
     return info, extras
 
 
@@ -163,6 +186,7 @@ def restore_trainer(trainer, nf: NetworkFile, path: str = "<checkpoint>") -> Non
         trainer.epoch = int(nf.info["epoch"])
         trainer.resume_batch = int(nf.info.get("batch", 0))  # mid-epoch: batches of the next epoch done
         trainer.resume_loss = float(nf.info.get("loss_sum", 0.0))
+        trainer.resumed_data = (path, nf.info.get("data"))  # fit checks its data against it
         if getattr(trainer, "brake", None) is not None:
             trainer.brake.load(nf.info)
         for i, name in _batch_norm_layers(network):

@@ -33,6 +33,7 @@ from typing import Any, Iterable, NamedTuple
 
 from destiny.errors import DataError
 from destiny.io.atomic import atomic_open
+from destiny.io.inputs import open_text_input
 
 FORMAT = "destiny-history"
 VERSION = 1
@@ -82,7 +83,7 @@ def read_history(path: str | os.PathLike) -> History:
     from destiny.io.limits import MAX_JSON_BYTES, json_too_big, json_too_deep
 
     path = os.fspath(path)
-    with open(path, "rb") as stream:
+    with open_text_input(path) as stream:
         raw = stream.read(MAX_JSON_BYTES + 1)
     fix = "give a file written by `destiny train --history`"
     too_big = json_too_big(os.path.getsize(path) if len(raw) > MAX_JSON_BYTES else len(raw))
@@ -108,7 +109,54 @@ def read_history(path: str | os.PathLike) -> History:
     for i, epoch in enumerate(epochs):
         if not isinstance(epoch, dict):
             raise DataError(f"{path}: epochs[{i}] is not an object of per-epoch values")
-    return History(epochs, dict(document.get("meta") or {}))
+        _check_epoch(epoch, f"{path}: epochs[{i}]", fix)
+    meta = document.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: 'meta' is {_shown(meta)}, not an object of the run's facts; {fix}")
+    _check_fields(meta, f"{path}: meta", fix, counts=("best_epoch",), texts=("network", "monitor"))
+    return History(epochs, dict(meta))
+
+
+_EPOCH_NUMBERS = ("training_error", "validation_error", "regularization_error", "learning_rate", "seconds",
+                  "examples_per_second")
+
+
+def _check_epoch(epoch: dict, where: str, fix: str) -> None:
+    """DataError naming the field when an epoch's value is not what ``destiny plot`` and the
+    readers of a history take: numbers (or null), an epoch number, objects of metrics."""
+    if "epoch" in epoch and epoch["epoch"] is None:
+        raise DataError(f"{where}.epoch is null; it must be the epoch's number (an integer ≥ 1); {fix}")
+    _check_fields(epoch, where, fix, counts=("epoch", "best_epoch"), numbers=_EPOCH_NUMBERS)
+    for key in ("metrics", "extra"):
+        value = epoch.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise DataError(f"{where}.{key} is {_shown(value)}, not an object of named values; {fix}")
+
+
+def _check_fields(row: dict, where: str, fix: str, *, counts=(), numbers=(), texts=()) -> None:
+    for key in counts:
+        value = row.get(key)
+        whole = _is_number(value) and math.isfinite(value) and value == int(value) and value >= 0
+        if value is not None and not whole:
+            raise DataError(f"{where}.{key} is {_shown(value)}; it must be an epoch number (an integer ≥ 0) or null; "
+                            f"{fix}")
+    for key in numbers:
+        value = row.get(key)
+        if value is not None and not _is_number(value):
+            raise DataError(f"{where}.{key} is {_shown(value)}; it must be a number or null; {fix}")
+    for key in texts:
+        value = row.get(key)
+        if value is not None and not isinstance(value, str):
+            raise DataError(f"{where}.{key} is {_shown(value)}; it must be text; {fix}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def run_facts(trainer) -> dict:

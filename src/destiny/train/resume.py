@@ -23,6 +23,7 @@ import warnings
 from typing import Callable
 
 from destiny.errors import CheckpointWarning, NetworkFileError, NumericalError, UsageError
+from destiny.io.lock import remove_stale_temporaries as remove_temporaries
 from destiny.io.network_file import NetworkFile, read_network
 
 _NAME = re.compile(r"\.epoch(\d+)(?:\.batch(\d+))?\.nc\Z")
@@ -74,15 +75,15 @@ def newest_checkpoint(stem: str) -> tuple[str, NetworkFile] | None:
 
 def remove_stale_temporaries(stem: str) -> list[str]:
     """Delete the temporary files a killed run left while writing NETWORK or its checkpoints
-    (``io.atomic`` names them ``.<name>.<random>.tmp``); returns their paths."""
+    (``io.atomic`` names them ``.<name>.<random>.tmp``), not those of a live writer (one that
+    holds the file's lock, ``io.lock``); returns their paths."""
     directory, base = os.path.split(os.path.abspath(stem))
-    pattern = os.path.join(glob.escape(directory), f".{glob.escape(base)}.*.tmp*")
-    removed = []
-    for path in glob.glob(pattern):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-            removed.append(path)
-    return removed
+
+    def ours(target: str) -> bool:
+        match = _NAME.search(target)
+        return target in (base, base + ".nc") or (match is not None and target[:match.start()] == base)
+
+    return remove_temporaries(directory, ours)
 
 
 def check_resumable(nf: NetworkFile, path: str, expected: dict) -> None:

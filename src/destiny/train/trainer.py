@@ -37,6 +37,8 @@ from destiny.ops.functional import use_kernels
 from destiny.ops.random import stream_seed
 from destiny.parallel import World, all_reduce, sum_float
 from destiny.errors import NumericalError
+from destiny.io.storable import check_seed
+from destiny.train import guards  # hyperparameters in range, data with examples, a resumed run's own data
 from destiny.train.binding import Binding
 from destiny.train.faults import (DivergenceBrake, batch_error, describe_parameters, diagnose, non_finite_parameters,
                                   parameters_finite)
@@ -135,6 +137,8 @@ class Trainer:
         if hyper.decay == 0 and network.config.decay > 0:
             hyper = Hyperparameters(**{**asdict(hyper), "decay": network.config.decay})
         hyper = hyper.with_network(network.config)  # the JSON's WeightDecay (a Destiny extension)
+        guards.check_hyperparameters(hyper)
+        check_seed(network.seed if seed is None else seed)
         params = dict(network.named_parameters())
         weights = {name for name in params if name.startswith("weights.")}
         self.optimizer = DsstneOptimizer(params, optimizer, hyper, regularized=weights,
@@ -167,6 +171,8 @@ class Trainer:
         self.stopping = _stopping(validator, monitor, patience, restore_best)
         self.start_metrics: dict | None = None  # the validation of a closed-form start (epoch 0)
         self.start_errors: dict | None = None  # its standard errors
+        self.data_fingerprint: str | None = None  # of the data fit trains on (guards.data_fingerprint)
+        self.resumed_data: tuple[str, str | None] | None = None  # (checkpoint, its data's fingerprint) once restored
 
     # -- public -------------------------------------------------------------------------------
 
@@ -175,6 +181,7 @@ class Trainer:
         """Train for ``epochs`` more epochs; returns the results of those epochs."""
         # Recipes' hook (nn/recipes.py): a fresh network's FrequencyBias biases and bias-0 warning,
         # ZeroDiagonal diagonals at zero; nothing for a network loaded from a file or checkpoint.
+        guards.check_training_data(self, datasets)  # examples, and a resumed run's own data
         closed_form = self.network.start_training(datasets)  # True: a closed-form start, validated as epoch 0
         binding = Binding(self.network, datasets, device=self.device)
         # the learning-rate schedule (train/schedule.py) spans the whole run: a resumed run plans the same length
