@@ -187,7 +187,7 @@ class Recommender:
         data = _as_dataset(user_items, "user_items")
         config, inp, out = self._network_config(data.n_features)
         widths = {inp.dataset: data.dims, out.dataset: data.dims}
-        check_training(config, widths, optimizer=self.optimizer, batch_size=self.batch_size,
+        check_training(config, widths, optimizer=self.optimizer, batch_size=min(self.batch_size, data.n_examples),
                        device=resolve_device(self.device), source="Recommender's network")  # before allocating
         network = Network.from_config(config, widths, seed=self.seed)
         rows = data.replace(name=inp.dataset)

@@ -92,6 +92,26 @@ def test_a_hidden_layer_too_big_for_memory_is_refused_before_allocating(problem,
         Recommender(config=config, epochs=1).fit(scipy.sparse.random(20, 64, 0.1, format="csr", random_state=0))
 
 
+def test_a_batch_larger_than_the_data_counts_as_the_data(problem, sixteen_gib):
+    """Training caps a minibatch at the examples there are; so does the memory estimate (a
+    batch of 5,000,000 over a few examples needs no 64 GiB)."""
+    args = train(problem)
+    args[args.index("-b") + 1] = "5000000"
+    assert main(args) == 0 and (problem / "out.nc").exists()
+    Recommender(epochs=1, batch_size=5_000_000).fit(scipy.sparse.random(20, 64, 0.1, format="csr", random_state=0))
+
+
+def test_the_training_rows_given_as_validation_are_refused(problem, capsys):
+    """Validation items that are all in their users' inputs are removed from the ranking as
+    seen: every metric would be 0 and the 'best epoch' meaningless."""
+    fails(capsys, train(problem, "--validation", problem / "output.nc", "--monitor", "ndcg@10"),
+          "every one of the", "held-out items is also in its user's input rows")
+    assert not (problem / "out.nc").exists()
+    x = scipy.sparse.random(20, 64, 0.1, format="csr", random_state=0)
+    with pytest.raises(UsageError, match="removed from the ranking as already seen"):
+        Recommender(epochs=1).fit(x, validation=x)
+
+
 def test_a_dataset_4e9_wide_is_refused_naming_its_width(tmp_path, capsys, sixteen_gib):
     for name in ("input", "output"):
         write_netcdf(tmp_path / f"{name}.nc", SparseDataset(name, (4 * 10**9,), np.array([0, 1, 2]),

@@ -118,6 +118,24 @@ def test_netcdf_input_gives_the_same_recs(case):
     assert (tmp_path / "nc.txt").read_text() == (tmp_path / "recs.txt").read_text()
 
 
+@pytest.mark.parametrize("n_labels", [5, "features"])
+def test_a_samples_index_that_does_not_label_every_row_is_refused(case, capsys, n_labels):
+    """A samples index of other data (too short, or the features index by mistake) would label
+    the first rows and number the rest: refused, naming the index, before anything is written."""
+    tmp_path, paths, rows, labels, _ = case
+    offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
+    write_netcdf(tmp_path / "in.nc", SparseDataset("input", (len(labels),), offsets, np.concatenate(rows)))
+    samples = paths["index"] if n_labels == "features" else tmp_path / "short"
+    if n_labels != "features":
+        write_index(samples, [f"u{j}" for j in range(n_labels)])
+    assert main(["predict", "-n", str(paths["net"]), "--input-nc", str(tmp_path / "in.nc"), "--samples",
+                 str(samples), "-o", str(paths["index"]), "-s", str(tmp_path / "nc.txt"), "-k", "6",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--samples {samples}" in err and f"rows of {tmp_path / 'in.nc'}" in err and "Traceback" not in err
+    assert not (tmp_path / "nc.txt").exists()
+
+
 def test_seen_items_map_by_label_when_the_indices_differ(case):
     tmp_path, paths, rows, labels, net = case
     write_index(tmp_path / "features_input", list(reversed(labels)))  # input column c is label 29 − c

@@ -302,8 +302,9 @@ def _train(args: argparse.Namespace, world) -> int:
     validation = complete_validation(config, datasets, validation, args.validation)
     stem = stem_of(args.network)
     resumed = newest_checkpoint(stem) if args.resume else None
-    check_training(config, dataset_dims(datasets), optimizer=args.optimizer, batch_size=args.batch_size,
-                   device=device, world_size=world.size, source=args.config)  # before allocating anything
+    examples = min((len(d) for d in datasets.values()), default=args.batch_size)
+    check_training(config, dataset_dims(datasets), optimizer=args.optimizer,  # before allocating anything
+                   batch_size=min(args.batch_size, examples), device=device, world_size=world.size, source=args.config)
     if resumed is not None:
         network = network_from_file(resumed[1], source=resumed[0], world=world if world.parallel else None)
     else:

@@ -116,6 +116,13 @@ def read_netcdf_input(network, path: str | os.PathLike, *, dataset: str | None =
     samples: dict[bytes, int] = {}
     if samples_path is not None:
         samples = dict(Index.read(samples_path).by_label)
+        labelled = set(samples.values())
+        if len(samples) != rows or labelled != set(range(rows)):
+            beyond = sorted(r for r in labelled if r >= rows)[:1]
+            missing = next((r for r in range(rows) if r not in labelled), None)
+            why = (f"row {missing} has none" if missing is not None else f"it labels row {beyond[0]}, past the last")
+            raise UsageError(f"--samples {samples_path}: {len(samples):,} labels for the {rows:,} rows of {path} "
+                             f"({why}); give the samples index written with this dataset (destiny generate -s)")
     labels = sample_labels(samples, rows)
     samples = {label: row for row, label in enumerate(labels)}
     index = None

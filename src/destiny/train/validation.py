@@ -42,12 +42,13 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from destiny.errors import DataError, UsageError
+from destiny.errors import DataError, DataWarning, UsageError
 
 # name → what it measures (K is the cut-off); the definitions of destiny.predict.metrics
 METRICS = {
@@ -108,6 +109,33 @@ def _host_csr(x, what: str) -> tuple[np.ndarray, np.ndarray, int]:
     return np.asarray(x.offsets, np.int64), np.asarray(x.indices, np.int64), width
 
 
+def _check_held_out_unseen(inputs, held_offsets: np.ndarray, held_indices: np.ndarray) -> None:
+    """UsageError when every held-out item is also among its user's input items (removed from
+    the ranking as seen, so every metric would be 0: the training rows given as validation), a
+    DataWarning when more than half are. Checked for one sparse input dataset in memory."""
+    rows = list(inputs.values()) if isinstance(inputs, dict) else [inputs]
+    if len(rows) != 1 or hasattr(rows[0], "read_rows") or not (hasattr(rows[0], "offsets") or
+                                                                 type(rows[0]).__module__.startswith("scipy.sparse")):
+        return
+    offsets, indices, width = _host_csr(rows[0], "the validation inputs")
+    n = len(held_offsets) - 1
+    total = len(held_indices)
+    if len(offsets) - 1 != n or total == 0:
+        return
+    span = max(width, int(held_indices.max()) + 1, int(indices.max(initial=-1)) + 1)
+    seen = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets)) * span + indices
+    held = np.repeat(np.arange(n, dtype=np.int64), np.diff(held_offsets)) * span + held_indices
+    both = int(np.isin(held, seen).sum())
+    if both == total:
+        raise UsageError(f"every one of the {total:,} held-out items is also in its user's input rows, so each is "
+                         "removed from the ranking as already seen and every metric would be 0: give validation "
+                         "items held out of the training rows (not the training data itself)")
+    if 2 * both > total:
+        warnings.warn(f"{both:,} of the {total:,} held-out items are also in their users' input rows; they are "
+                      "removed from the ranking as seen, so the metrics undercount: hold validation items out of the "
+                      "training rows", DataWarning, stacklevel=3)
+
+
 class RankingValidator:
     """Scores ranking metrics of a network's recommendations against held-out items.
 
@@ -160,6 +188,8 @@ class RankingValidator:
         self.users = np.flatnonzero(counts > 0).astype(np.int64)  # the users scored; the others skipped
         self.users_skipped = self.n_users - len(self.users)
         self.seen = seen
+        if seen is True:
+            _check_held_out_unseen(inputs, self.held_offsets, self.held_indices)
         self.seconds = 0.0  # the last validation's wall time
         self.standard_errors: dict[str, float] = {}  # of the last validation's means, by metric (over users)
         self.redone = 0  # users of the last validation ranked again exactly (ties at a chunk's cut)
