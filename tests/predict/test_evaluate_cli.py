@@ -72,6 +72,14 @@ def test_threshold_and_users_without_recommendations(case, capsys):
     assert document["threshold"] == 4
 
 
+def test_a_threshold_that_is_not_a_number_is_refused(case, capsys):
+    tmp_path, paths, rows, labels, net, held = case
+    write_lines(tmp_path / "rated.txt", {"u0": [f"{labels[0]},5"]})
+    assert evaluate("-n", paths["net"], "-i", paths["index"], "-r", paths["input"], "-o", paths["index"],
+                    "--held-out", tmp_path / "rated.txt", "--threshold", "nan", "-k", 5) == 2
+    assert "--threshold must be a finite rating" in capsys.readouterr().err
+
+
 def test_netcdf_held_out_with_recs_and_a_samples_index(case, capsys):
     tmp_path, paths, rows, labels, net, held = case
     assert main(["predict", "-n", str(paths["net"]), "-i", str(paths["index"]), "-o", str(paths["index"]),

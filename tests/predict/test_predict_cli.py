@@ -136,6 +136,18 @@ def test_a_samples_index_that_does_not_label_every_row_is_refused(case, capsys, 
     assert not (tmp_path / "nc.txt").exists()
 
 
+def test_no_item_left_to_recommend_is_refused(case, capsys):
+    """--exclude of every item (or --include-only of none of the index's) leaves nothing to rank:
+    exit 2 before scoring, not an empty recs file."""
+    tmp_path, paths, rows, labels, _ = case
+    (tmp_path / "all.txt").write_text("".join(f"{label}\n" for label in labels))
+    assert predict(tmp_path, paths, "-k", "3", "--exclude", str(tmp_path / "all.txt")) == 2
+    assert "no item of layer" in capsys.readouterr().err and not (tmp_path / "recs.txt").exists()
+    (tmp_path / "none.txt").write_text("not-an-item\n")
+    assert predict(tmp_path, paths, "-k", "3", "--include-only", str(tmp_path / "none.txt")) == 2
+    assert "after --include-only" in capsys.readouterr().err
+
+
 def test_seen_items_map_by_label_when_the_indices_differ(case):
     tmp_path, paths, rows, labels, net = case
     write_index(tmp_path / "features_input", list(reversed(labels)))  # input column c is label 29 − c

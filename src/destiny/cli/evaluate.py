@@ -5,6 +5,7 @@ against held-out items: P@K, Recall@K (two ways), NDCG@K, MAP@K, HitRate@K, cove
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 from destiny.errors import UsageError
@@ -76,6 +77,8 @@ def _check(args: argparse.Namespace) -> None:
         return
     if args.held_out is None:
         raise UsageError("give the held-out items with -t HELD_OUT (or --accuracy for classification)")
+    if args.threshold is not None and not math.isfinite(args.threshold):
+        raise UsageError(f"--threshold must be a finite rating, got {args.threshold}")
     if args.output_index is None:
         raise UsageError("give the output features index with -o FEATURES_OUTPUT: the labels of the output columns")
     if args.recs is not None:

@@ -155,6 +155,13 @@ def load_for_recommending(args: argparse.Namespace, world=None):
     inp = load_input(args, network)
     filters = build_filters(network, inp, output, width, filter_seen=args.filter_seen, filter_file=args.filter,
                             exclude_file=args.exclude, include_file=args.include_only)
+    if filters.catalogue == 0:
+        given = [f"{flag} {path}" for flag, path in (("--include-only", args.include_only),
+                                                      ("--exclude", args.exclude)) if path is not None]
+        raise UsageError(f"no item of layer '{layer.name}' is left to recommend"
+                         + (f" after {' and '.join(given)}" if given else f" (no column of {args.output_index} has a "
+                            "label)") + ": check that the lists hold labels of the output index "
+                         f"{args.output_index}")
     return network, layer, width, output, inp, filters
 
 
