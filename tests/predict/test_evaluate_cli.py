@@ -80,6 +80,19 @@ def test_a_threshold_that_is_not_a_number_is_refused(case, capsys):
     assert "--threshold must be a finite rating" in capsys.readouterr().err
 
 
+def test_held_out_users_none_of_whom_were_scored_are_refused(case, capsys):
+    """Held-out items of other users (or none relevant at the threshold): every metric would be
+    0; exit 2 naming the file instead of a table of zeros."""
+    tmp_path, paths, rows, labels, net, held = case
+    write_lines(tmp_path / "others.txt", {"stranger": [f"{labels[0]},5"], "another": [f"{labels[1]},4"]})
+    base = ("-n", paths["net"], "-i", paths["index"], "-r", paths["input"], "-o", paths["index"], "-k", 5)
+    assert evaluate(*base, "--held-out", tmp_path / "others.txt") == 2
+    assert "none of its 2 users with held-out items is among the samples scored" in capsys.readouterr().err
+    write_lines(tmp_path / "low.txt", {"u0": [f"{labels[0]},1"]})
+    assert evaluate(*base, "--held-out", tmp_path / "low.txt", "--threshold", 4) == 2
+    assert "no user has a relevant held-out item (a value ≥ 4)" in capsys.readouterr().err
+
+
 def test_netcdf_held_out_with_recs_and_a_samples_index(case, capsys):
     tmp_path, paths, rows, labels, net, held = case
     assert main(["predict", "-n", str(paths["net"]), "-i", str(paths["index"]), "-o", str(paths["index"]),

@@ -78,12 +78,23 @@ def evaluate_lists(items: np.ndarray, held: SparseDataset, ks, catalogue: int, *
         raise UsageError(f"--threshold {threshold:g} needs analog held-out data (feature,value datapoints); "
                          f"{held_out or 'the held-out data'} holds indicators only")
     offsets, indices = relevant_items(held.offsets, held.indices, held.values, threshold)
+    scored = len(items)  # rows with recommendations; held-out rows after them have none
     if held.n_examples > len(items):
         pad = np.full((held.n_examples - len(items), items.shape[1]), -1, dtype=np.int64)
         missing = int((np.diff(offsets)[len(items):] > 0).sum())
         items = np.concatenate([items, pad])
     else:
         missing = 0
+    relevant = np.diff(offsets) > 0
+    where = held_out or "the held-out data"
+    if not relevant.any():
+        raise DataError(f"{where}: no user has a relevant held-out item"
+                        + (f" (a value ≥ {threshold:g})" if threshold is not None else "")
+                        + ", so every metric would be 0; check the file (and --threshold)")
+    if not relevant[:scored].any():
+        raise DataError(f"{where}: none of its {int(relevant.sum()):,} users with held-out items is among the samples "
+                        "scored, so every metric would be 0; give the held-out items of the same users (the same "
+                        "samples index)")
     results = metrics_at(items, offsets, indices, ks, n_items=catalogue)
     return Evaluation(results, catalogue, missing, threshold, source, held_out)
 
