@@ -119,7 +119,8 @@ def check_fault_options(args) -> None:
     for flag, value in (("--checkpoint-every", args.checkpoint_every), ("--checkpoint-batches", args.checkpoint_batches),
                         ("--nan-check", args.nan_check)):
         if value is not None and value < 0:
-            raise UsageError(f"{flag} must be a non-negative integer (0: off); got {value}")
+            zero = "at the end of each epoch only" if flag == "--nan-check" else "off"
+            raise UsageError(f"{flag} must be a non-negative integer (0: {zero}); got {value}")
     if args.divergence_brake is not None and not args.divergence_brake > 1:
         raise UsageError(f"--divergence-brake FACTOR must be a number above 1 (DSSTNE's is 2); got {args.divergence_brake}")
 
