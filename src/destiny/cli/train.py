@@ -222,21 +222,19 @@ def dataset_dims(datasets: dict) -> dict:
 
 
 # arrays of optimizer state a checkpoint holds for each parameter
-STATE_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adadelta": 2, "adam": 2}
-
-
 def check_disk_space(args: argparse.Namespace, n_parameters: int, optimizer: str, epochs_done: int) -> None:
     """ResourceError before training when the network file and the checkpoints still to be
     written (every --checkpoint-every epochs, the two newest of --checkpoint-batches) would not
     fit on the disk of NETWORK."""
     from destiny.io.outputs import check_free_space, network_file_bytes
+    from destiny.train.optimizers import state_slots
 
     needed = network_file_bytes(n_parameters)
     epochs = args.epochs - epochs_done
     kept = (epochs // args.checkpoint_every if args.checkpoint_every else 0) + (2 if args.checkpoint_batches else 0)
     what = f"the network file ({n_parameters:,} parameters)"
     if kept:
-        needed += kept * network_file_bytes(n_parameters, STATE_SLOTS.get(optimizer, 2))
+        needed += kept * network_file_bytes(n_parameters, state_slots(optimizer))
         what += f" and {kept} checkpoint{'s' if kept > 1 else ''}"
     check_free_space(args.network, needed, what)
 

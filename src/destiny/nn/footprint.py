@@ -28,7 +28,6 @@ from destiny.data.budget import require_memory
 HIDDEN_VALUES = 4  # values kept per hidden unit and example during a training step
 OUTPUT_VALUES = 3  # per output unit and example
 # arrays of state an optimizer keeps beside each parameter
-OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adadelta": 2, "adam": 2}
 SMALL = 256 << 20  # bytes every machine has: not checked (no /proc or driver query per small network)
 
 
@@ -98,7 +97,9 @@ def check_training(config: NetworkConfig, dataset_dims: Mapping[str, Sequence[in
     specs = weight_specs(config, dims, source)
     itemsize = torch.empty((), dtype=dtype).element_size()
     n = parameter_count(config, dims, specs)
-    slots = OPTIMIZER_SLOTS.get(str(getattr(optimizer, "value", optimizer)).lower(), 2)
+    from destiny.train.optimizers import state_slots
+
+    slots = state_slots(optimizer)
     activations = batch_size * activation_values(config, dims)
     nbytes = ((2 + slots) * n + activations) * itemsize // max(1, world_size)
     if nbytes < SMALL:

@@ -77,6 +77,16 @@ _STATE = {
     Optimizer.ADAM: ("first_moment", "second_moment"),
 }
 
+def state_slots(optimizer) -> int:
+    """Matrices of state the optimizer keeps per parameter matrix (an ``Optimizer`` or its name;
+    2, the most, for a name it does not know)."""
+    try:
+        kind = optimizer if isinstance(optimizer, Optimizer) else Optimizer(str(optimizer).strip().lower())
+    except ValueError:
+        return 2
+    return len(_STATE[kind])
+
+
 # DSSTNE's `train` defaults for the SGD family; the adaptive methods get their usual ones.
 _DEFAULTS = {
     Optimizer.SGD: dict(alpha=0.025, mu=0.5),

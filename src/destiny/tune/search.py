@@ -145,8 +145,9 @@ class Run:
     def ask(self, device: str):
         """(Optuna trial, Plan, Recommender arguments) of the next trial, on ``device``."""
         best = {}
-        for o in sorted((o for o in self.outcomes if o.state == "COMPLETE"), key=lambda o: o.value):
-            best[o.recipe] = o.params
+        if self.start:
+            for o in sorted((o for o in self.outcomes if o.state == "COMPLETE"), key=lambda o: o.value):
+                best[o.recipe] = o.params
         while self.start:  # the next start point not yet tried, its Best values from the trials so far
             point = resolve_point(self.start.pop(0), self.space, best)
             if all(t.params != point for t in self.study.trials):
