@@ -16,10 +16,13 @@ wide     the seed network with a 10,000,000-wide sparse input at 0.01% density (
          example, SGD), against 27,278 and 1,048,576 inputs with the same nonzeros: what the
          width itself costs of the step
 
-PyTorch peers, each the same network and optimizer (torch.optim with fused=True), dense
-targets and BCE-with-logits: "dense" (dense multi-hot input), "bag" (nn.EmbeddingBag input
-layer), "csr" (torch.sparse CSR input). The floor: the step's dense matrix products alone at
-that precision, plus the optimizer's bytes over the device copy bandwidth measured here.
+PyTorch peers, each the same network and optimizer (torch.optim, fused or foreach), dense
+targets and BCE-with-logits, the output padded to a multiple of 16, TF32 on in the tf32 rows
+and bf16 autocast in the bf16 rows, batches staged on the GPU (no host sync in the step):
+input layer "bag" (nn.EmbeddingBag) or "dense" (the multi-hot row times nn.Linear), each in
+four forms — eager, torch.compile, the whole step in a CUDA graph, both — and the fastest of
+all counts. The floor: each dense product of the step in its fastest layout, plus the
+optimizer's bytes over the device copy bandwidth measured in the same run.
 """
 
 from __future__ import annotations
@@ -130,31 +133,43 @@ def graph_note(trainer) -> str:
 # ---------------------------------------------------------------------------------------------
 # PyTorch peers
 
+PEER_KINDS = ("bag", "dense")
+PEER_FORMS = ("eager", "compile", "graph", "compile+graph")
+
+
+def aligned(width: int) -> int:
+    """The output width a PyTorch expert would use: a multiple of 16 (cuBLAS's Hopper kernels
+    want 16-byte aligned rows), with at least one spare column, where padding entries go."""
+    return (width + 16) // 16 * 16
+
 
 class Peer(torch.nn.Module):
-    """The same MLP in plain PyTorch; ``input_kind`` is dense, bag or csr."""
+    """The same MLP in plain PyTorch over a ``padded``-wide output; ``input_kind`` is "bag"
+    (nn.EmbeddingBag, sum; index ``width`` is padding) or "dense" (the multi-hot row times a
+    Linear layer)."""
 
-    def __init__(self, width: int, hidden: list[int], activation, dropout: float, input_kind: str):
+    def __init__(self, width: int, padded: int, hidden: list[int], activation, dropout: float, input_kind: str):
         super().__init__()
         self.kind = input_kind
         first = hidden[0]
         if input_kind == "bag":
-            self.input = torch.nn.EmbeddingBag(width, first, mode="sum")
+            self.input = torch.nn.EmbeddingBag(width + 1, first, mode="sum", padding_idx=width)
             self.input_bias = torch.nn.Parameter(torch.zeros(first))
         else:
-            self.input = torch.nn.Linear(width, first)
+            self.input = torch.nn.Linear(padded, first)
         self.hidden = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in zip(hidden, hidden[1:]))
-        self.out = torch.nn.Linear(hidden[-1], width)
+        self.out = torch.nn.Linear(hidden[-1], padded)
         self.activation, self.dropout = activation, dropout
-        for p in self.parameters():
-            torch.nn.init.normal_(p, std=0.01) if p.dim() == 2 else torch.nn.init.zeros_(p)
-        torch.nn.init.constant_(self.out.bias, -10.2)
+        with torch.no_grad():
+            for p in self.parameters():
+                torch.nn.init.normal_(p, std=0.01) if p.dim() == 2 else torch.nn.init.zeros_(p)
+            torch.nn.init.constant_(self.out.bias, -10.2)
+            if input_kind == "bag":
+                self.input.weight[width].zero_()
 
     def forward(self, x):
         if self.kind == "bag":
             h = self.input(x[1], x[0][:-1]) + self.input_bias
-        elif self.kind == "csr":
-            h = torch.sparse.mm(x, self.input.weight.t()) + self.input.bias
         else:
             h = self.input(x)
         h = F.dropout(self.activation(h), self.dropout, self.training)
@@ -163,78 +178,160 @@ class Peer(torch.nn.Module):
         return self.out(h)
 
 
-def peer_step(kind: str, data, batch: int, hidden: list[int], activation, dropout: float, optimizer: str,
-              precision: str):
-    width = data.n_features
-    model = Peer(width, hidden, activation, dropout, kind).cuda()
-    if optimizer == "momentum":
-        opt = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.5, fused=True)
-    else:
-        opt = torch.optim.RMSprop(model.parameters(), lr=0.001, alpha=0.9, foreach=True)
-    offsets = torch.as_tensor(data.offsets, device="cuda")
-    indices = torch.as_tensor(data.indices, device="cuda").long()
-    n = data.n_examples
-    state = {"step": 0}
-    dtype = torch.bfloat16 if precision == "bf16" else None
+class matmul_mode:
+    """TF32 on for the "tf32" rows (matmuls and cuDNN), off otherwise; restored on exit."""
 
-    def gather(examples):
-        starts, ends = offsets[examples], offsets[examples + 1]
-        lengths = ends - starts
-        off = torch.zeros(len(examples) + 1, dtype=torch.int64, device="cuda")
-        torch.cumsum(lengths, 0, out=off[1:])
+    def __init__(self, precision: str):
+        self.tf32 = precision == "tf32"
+
+    def __enter__(self):
+        self.saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.tf32
+
+    def __exit__(self, *exc):
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.saved
+
+
+def staged_batches(data, batch: int, count: int, device: str):
+    """``count`` batches of consecutive examples, on the device, each padded to one capacity so
+    that every step has the same shapes (a CUDA graph replays them): offsets (batch + 1), item
+    ids (capacity; padding entries are item ``width``), rows (capacity; padding in row 0). A
+    data loader would hand these over; building them is outside the timed step."""
+    width, n = data.n_features, data.n_examples
+    starts = [(i * batch) % (n - batch) for i in range(count)]
+    capacity = max(int(data.offsets[s + batch] - data.offsets[s]) for s in starts)
+    capacity = -(-capacity // 1024) * 1024
+    out = []
+    for s in starts:
+        off = (data.offsets[s:s + batch + 1] - data.offsets[s]).astype(np.int64)
         nnz = int(off[-1])
-        pos = torch.repeat_interleave(starts - off[:-1], lengths, output_size=nnz) + torch.arange(nnz, device="cuda")
-        rows = torch.repeat_interleave(torch.arange(len(examples), device="cuda"), lengths, output_size=nnz)
-        return off, indices[pos], rows
+        idx = np.full(capacity, width, dtype=np.int64)
+        idx[:nnz] = data.indices[data.offsets[s]:data.offsets[s + batch]]
+        rows = np.zeros(capacity, dtype=np.int64)
+        rows[:nnz] = np.repeat(np.arange(batch), np.diff(off))
+        off[-1] = capacity  # the padding entries belong to the last bag: they add the zero row `width`
+        out.append(tuple(torch.as_tensor(a, device=device) for a in (off, idx, rows)))
+    return out
 
-    def step():
-        s = state["step"]
-        start = (s * batch) % (n - batch)
-        examples = torch.arange(start, start + batch, device="cuda")
-        off, idx, rows = gather(examples)
-        target = torch.zeros(batch, width, device="cuda")
+
+def peer_step(kind: str, form: str, data, batch: int, hidden: list[int], activation, dropout: float,
+              optimizer: str, precision: str, device: str = "cuda"):
+    """A closure running one training step of the PyTorch peer ``kind`` in ``form``:
+    "eager"; "compile" (forward and loss through torch.compile, the backward its AOT graph);
+    "graph" (the whole step — forward, backward, optimizer — captured once in a CUDA graph and
+    replayed, as PyTorch's "whole network capture" recipe); "compile+graph" (the compiled step
+    captured so). Dense targets over the padded width, BCE with logits; torch.optim's fused
+    (SGD) or foreach capturable (RMSprop) optimizer; no host synchronisation inside the step."""
+    width = data.n_features
+    padded = aligned(width)
+    model = Peer(width, padded, hidden, activation, dropout, kind).to(device)
+    graphed = form.endswith("graph")
+    if optimizer == "momentum":
+        opt = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.5, fused=device == "cuda")
+    else:
+        opt = torch.optim.RMSprop(model.parameters(), lr=0.001, alpha=0.9, foreach=True, capturable=graphed)
+    bf16 = precision == "bf16"
+
+    def forward_loss(off, idx, rows):
+        target = torch.zeros(batch, padded, device=device)
         target[rows, idx] = 1.0
-        if kind == "bag":
-            x = (off, idx)
-        elif kind == "csr":
-            x = torch.sparse_csr_tensor(off, idx, torch.ones_like(idx, dtype=torch.float32), (batch, width))
-        else:
-            x = target  # an autoencoder: the dense input is the multi-hot target itself
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype is not None):
+        target[:, width] = 0.0  # where padding entries landed
+        x = (off, idx) if kind == "bag" else target  # an autoencoder: the dense input is the target
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x)
-        loss = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="sum") / batch
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        return F.binary_cross_entropy_with_logits(logits.float(), target, reduction="sum") / batch
+
+    compute = torch.compile(forward_loss) if form.startswith("compile") else forward_loss
+
+    def body(off, idx, rows):
+        compute(off, idx, rows).backward()
         opt.step()
+
+    pool = staged_batches(data, batch, 8, device)
+    state = {"step": 0}
+    with matmul_mode(precision):
+        if not graphed:
+            def step():
+                with matmul_mode(precision):
+                    opt.zero_grad(set_to_none=True)
+                    body(*pool[state["step"] % len(pool)])
+                state["step"] += 1
+
+            return step
+        static = tuple(t.clone() for t in pool[0])
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):  # warm-up on a side stream, as the recipe says (compiles, allocates)
+                opt.zero_grad(set_to_none=True)
+                body(*static)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):
+            body(*static)
+
+    def replay():
+        for dst, src in zip(static, pool[state["step"] % len(pool)]):
+            dst.copy_(src)
+        graph.replay()
         state["step"] += 1
 
-    return step
+    return replay
 
 
 # ---------------------------------------------------------------------------------------------
 # The floor
 
+LAYOUTS = ("nn", "nt", "tn", "tt")  # A row- or column-major, B row- or column-major
 
-def gemm_floor(batch: int, width: int, hidden: list[int], precision: str, steps: int) -> float:
-    """ms of the step's dense products: forward and both backward products of every dense layer,
-    and the backward product into the first hidden layer (the sparse input layer is free)."""
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    shapes = []  # (m, k, n) of C = A(m×k) @ B(k×n)
-    dims = hidden + [width]
-    for a, b in zip(dims, dims[1:]):
-        shapes += [(batch, a, b), (batch, b, a), (a, batch, b)]  # forward, input grad, weight grad
-    mats = [(torch.randn(m, k, device="cuda", dtype=dtype), torch.randn(k, n, device="cuda", dtype=dtype))
-            for m, k, n in shapes]
+
+def product_ms(m: int, k: int, n: int, layout: str, dtype, steps: int, device: str = "cuda") -> float:
+    """ms of one C(m×n) = A(m×k) @ B(k×n) with A and B stored as ``layout`` says (t: the
+    transpose is contiguous), from 20 back-to-back products (launch gaps hidden, as in a graph)."""
+    a = torch.randn(m, k, device=device, dtype=dtype) if layout[0] == "n" else \
+        torch.randn(k, m, device=device, dtype=dtype).t()
+    b = torch.randn(k, n, device=device, dtype=dtype) if layout[1] == "n" else \
+        torch.randn(n, k, device=device, dtype=dtype).t()
+    c = torch.empty(m, n, device=device, dtype=dtype)
 
     def run():
-        for a, b in mats:
-            torch.mm(a, b)
+        for _ in range(20):
+            torch.mm(a, b, out=c)
 
-    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-    try:
-        return timed(run, steps)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = False
+    return timed(run, steps) / 20
+
+
+def step_products(batch: int, width: int, hidden: list[int]) -> list[tuple[str, int, int, int]]:
+    """(what, m, k, n) of every dense product of a step: forward, input gradient and weight
+    gradient of each dense layer after the sparse input layer (whose gather-sum and row update
+    the floor counts as free)."""
+    dims = hidden + [width]
+    shapes = []
+    for i, (a, b) in enumerate(zip(dims, dims[1:]), 2):
+        name = "output" if i == len(dims) else f"hidden{i}"
+        shapes += [(f"{name} forward", batch, a, b), (f"{name} input grad", batch, b, a),
+                   (f"{name} weight grad", a, batch, b)]
+    return shapes
+
+
+def gemm_floor(batch: int, width: int, hidden: list[int], precision: str, steps: int,
+               verbose: bool = False) -> float:
+    """ms of the step's dense products, each in its fastest layout at the real or the 16-aligned
+    output width (``LAYOUTS``), at this precision."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    total = 0.0
+    with matmul_mode(precision):
+        for what, m, k, n in step_products(batch, width, hidden):
+            best = (math.inf, "")
+            for w in sorted({width, -(-width // 16) * 16}):
+                m2, k2, n2 = (w if d == width else d for d in (m, k, n))
+                for layout in LAYOUTS:
+                    best = min(best, (product_ms(m2, k2, n2, layout, dtype, steps), f"{layout} at {w:,}"))
+            total += best[0]
+            if verbose:
+                print(f"     {what:<22} {m:>6} × {k:>6} × {n:>6}: {best[0]:.3f} ms ({best[1]})")
+    return total
 
 
 def parameter_count(width: int, hidden: list[int]) -> int:
@@ -247,42 +344,46 @@ def parameter_count(width: int, hidden: list[int]) -> int:
 
 
 def run_training(name, config, data, batch, hidden, activation, dropout, optimizer, hyper, bytes_per_param,
-                 precisions, steps, bandwidth):
+                 precisions, steps, bandwidth, kinds=PEER_KINDS, forms=PEER_FORMS):
     print(f"\n== {name}: batch {batch}, {data.n_features:,} → {' → '.join(map(str, hidden))} → {data.n_features:,}, "
           f"{optimizer}; {data.nnz / data.n_examples:.0f} items an example; median ms of {steps} steps")
     params = parameter_count(data.n_features, hidden)
     optimizer_ms = params * bytes_per_param / bandwidth
-    notes = []
-    aligned = -(-data.n_features // 16) * 16
-    head = (f"{'precision':<10}{'destiny':>9}{'dense':>9}{'bag':>9}{'csr':>9}{'floor':>9}{'floor16':>9}   "
-            f"{'vs fastest peer':>15}{'vs floor':>10}{'vs floor16':>11}")
-    print(head)
-    results = {}
+    peers = [f"{kind}:{form}" for kind in kinds for form in forms]
+    print("peers: PyTorch over a {:,}-wide output (16-aligned), TF32 on in the tf32 rows, bf16 autocast in the bf16 "
+          "rows, batches staged on the GPU beforehand, no host sync in the step".format(aligned(data.n_features)))
+    print(f"{'precision':<10}{'destiny':>9}" + "".join(f"{p:>20}" for p in peers)
+          + f"{'floor':>9}   {'vs fastest peer':>26}{'vs floor':>10}")
+    notes, results = [], {}
     for precision in precisions:
         row = {}
         step, trainer = destiny_step(config, data, batch, optimizer, hyper, precision)
         row["destiny"] = timed(step, steps)
         notes.append(f"{precision}: {graph_note(trainer)}")
         del step, trainer
-        for kind in ("dense", "bag", "csr"):
+        for peer in peers:
+            kind, form = peer.split(":")
             try:
-                row[kind] = timed(peer_step(kind, data, batch, hidden, activation, dropout, optimizer, precision), steps)
-            except Exception as exc:  # torch.sparse CSR fails under bf16 autocast, for example
-                row[kind] = float("nan")
-                print(f"   ({kind} {precision}: {type(exc).__name__}: {str(exc)[:80]})")
-        torch.cuda.empty_cache()
-        row["floor"] = gemm_floor(batch, data.n_features, hidden, precision, steps) + optimizer_ms
-        row["floor16"] = gemm_floor(batch, aligned, hidden, precision, steps) + optimizer_ms
-        fastest = min(v for k, v in row.items() if k in ("dense", "bag", "csr") and not math.isnan(v))
-        print(f"{precision:<10}" + "".join(f"{row[k]:>9.2f}" for k in ("destiny", "dense", "bag", "csr", "floor",
-                                                                       "floor16"))
-              + f"   {fastest / row['destiny']:>14.2f}x{row['destiny'] / row['floor']:>9.2f}x"
-              f"{row['destiny'] / row['floor16']:>10.2f}x")
+                row[peer] = timed(peer_step(kind, form, data, batch, hidden, activation, dropout, optimizer,
+                                            precision), steps)
+            except Exception as exc:  # a form PyTorch cannot run here: said, and left out of the fastest
+                row[peer] = float("nan")
+                print(f"   ({peer} {precision}: {type(exc).__name__}: {str(exc).splitlines()[0][:100]})")
+            gc.collect()
+            torch.cuda.empty_cache()
+        torch._dynamo.reset()
+        print(f"   floor at {precision}, each product in its fastest layout:")
+        row["floor"] = gemm_floor(batch, data.n_features, hidden, precision, steps, verbose=True) + optimizer_ms
+        timed_peers = [p for p in peers if not math.isnan(row[p])]
+        fastest = min(timed_peers, key=row.get) if timed_peers else None
+        ratio = row[fastest] / row["destiny"] if fastest else float("nan")
+        print(f"{precision:<10}{row['destiny']:>9.2f}" + "".join(f"{row[p]:>20.2f}" for p in peers)
+              + f"{row['floor']:>9.2f}   {ratio:>8.2f}x ({fastest or 'none'})".rjust(26)
+              + f"{row['destiny'] / row['floor']:>9.2f}x")
         results[precision] = row
-    print(f"floor16 = the same with the output width rounded up to {aligned:,} (16-byte aligned rows: cuBLAS's "
-          "Hopper kernels; Destiny pads its products so, ops/dense.py)")
-    print(f"floor = dense products at that precision + optimizer traffic {params / 1e6:.1f}M params × "
-          f"{bytes_per_param} B / {bandwidth / 1e6:.0f} GB/s = {optimizer_ms:.2f} ms")
+    print(f"floor = the dense products at that precision, each in its fastest layout (A and B row- or column-"
+          f"major) at the real or 16-aligned width, + optimizer traffic {params / 1e6:.1f}M params × "
+          f"{bytes_per_param} B / {bandwidth / 1e6:.0f} GB/s (copy bandwidth measured here) = {optimizer_ms:.2f} ms")
     print("destiny steps: " + "; ".join(notes))
     return results
 
@@ -361,6 +462,9 @@ def main() -> int:
     parser.add_argument("--method", default="auto", help="top-K method of the predict part: auto, exact, candidates")
     parser.add_argument("--predict-variants", default="",
                         help="more Destiny timings of the predict part: batch:chunk,… (chunk 0: the default)")
+    parser.add_argument("--peer-kinds", default=",".join(PEER_KINDS), help="PyTorch input layers: bag, dense")
+    parser.add_argument("--peer-forms", default=",".join(PEER_FORMS),
+                        help="PyTorch forms: eager, compile, graph, compile+graph (the fastest counts)")
     parser.add_argument("--device", default="cuda",
                         help="cuda, or cpu for a small smoke run of the predict part (method 'candidates' emulated)")
     args = parser.parse_args()
@@ -379,6 +483,7 @@ def main() -> int:
 
     parts = set(args.parts.split(","))
     precisions = args.precisions.split(",")
+    kinds, forms = args.peer_kinds.split(","), args.peer_forms.split(",")
     bandwidth = copy_bandwidth()
     print(f"{torch.cuda.get_device_name()} | torch {torch.__version__} | triton {triton.__version__} | "
           f"copy bandwidth {bandwidth / 1e6:.0f} GB/s")
@@ -386,10 +491,10 @@ def main() -> int:
         data = users(args.users, 27_278, 115, seed=1)
     if "seed" in parts:
         run_training("seed network", SEED_CONFIG, data, 1024, [1536] * 3, torch.relu, 0.37, "momentum",
-                     dict(alpha=0.025, lam=0.0, mu=0.5), 20, precisions, args.steps, bandwidth)
+                     dict(alpha=0.025, lam=0.0, mu=0.5), 20, precisions, args.steps, bandwidth, kinds, forms)
     if "dsstne" in parts:
         run_training("DSSTNE benchmark network", dsstne_config(), data, 256, [1024] * 3, torch.sigmoid, 0.5,
-                     "rmsprop", dict(alpha=0.001, lam=0.0, mu=0.9), 20, precisions, args.steps, bandwidth)
+                     "rmsprop", dict(alpha=0.001, lam=0.0, mu=0.9), 20, precisions, args.steps, bandwidth, kinds, forms)
     if "predict" in parts:
         variants = [(int(b), int(c) or None) for b, c in (v.split(":") for v in args.predict_variants.split(",") if v)]
         from predict_speed import run_predict
