@@ -38,6 +38,10 @@ class NumericalError(DestinyError, FloatingPointError):
     """Training produced NaN or infinite values."""
 
 
+class NumericalWarning(UserWarning):
+    """Training diverged while staying finite: its loss or weights grew far past their start."""
+
+
 class ConfigWarning(UserWarning):
     """A network description uses a spelling DSSTNE's docs use but its parser rejects."""
 

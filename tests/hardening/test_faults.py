@@ -1,18 +1,20 @@
 """Faults during training and writing: NaN/Inf named by batch, epoch and layer with the last
-good checkpoint kept; DSSTNE's divergence brake; out of GPU memory with the batch size that
+good checkpoint kept; a divergence that stays finite warned of, once, with the fix; DSSTNE's
+divergence brake; out of GPU memory with the batch size that
 would fit; a full disk or a denied directory with nothing partial left."""
 
 from __future__ import annotations
 
 import errno
 import math
+import re
 
 import pytest
 import torch
 
 from destiny.cli.main import main
 from destiny.data import SparseDataset, write_netcdf
-from destiny.errors import NumericalError, ResourceError
+from destiny.errors import NumericalError, NumericalWarning, ResourceError
 from destiny.io import atomic
 from destiny.io.network_file import read_network
 from destiny.train import memory
@@ -83,6 +85,41 @@ def test_cli_divergence_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeyp
     kept = read_network(last)  # whole, verified, finite
     assert all(math.isfinite(float(w.weights.sum())) for w in kept.weights)
     assert (tmp_path / "net.epoch1.nc").exists()
+
+
+def test_a_diverging_run_that_stays_finite_warns_once_with_the_fix(tmp_path, capsys, monkeypatch):
+    write_problem(tmp_path)
+    step = DsstneOptimizer.step
+
+    def exploding_step(self, alpha=None):  # update 30 (epoch 2) takes the output biases to ±1e4: a loss of ~1e5
+        step(self, alpha)
+        if self.steps == 30:
+            self.params["biases.b1"].data.mul_(1e5)
+
+    monkeypatch.setattr(DsstneOptimizer, "step", exploding_step)
+    assert main(train_args(tmp_path, "net.nc", "-e", "3")) == 0  # finite: the network is written, with a warning
+    err = capsys.readouterr().err
+    assert err.count("destiny: warning: training is diverging") == 1, err  # once, not at every epoch after
+    assert "training is diverging at epoch 2: the training error grew to " in err
+    assert re.search(r"an example from \d+\.?\d* in the first minibatch; the network will predict poorly", err), err
+    assert "Lower the learning rate (--alpha, now 0.01) or turn on the divergence brake (--divergence-brake)" in err
+    assert (tmp_path / "net.nc").exists()
+
+
+def test_a_parameter_grown_past_a_million_times_its_start_warns(recwarn):
+    trainer = Trainer(autoencoder(40), "sgd", batch_size=16, progress=False)
+    trainer.fit(SETS, 1)
+    assert not [w for w in recwarn if issubclass(w.category, NumericalWarning)]  # a healthy epoch: no warning
+
+    def kill_unit(tr, epoch, batch):  # a hidden unit's bias of -1e8: a dead unit, the loss unchanged
+        if (epoch, batch) == (2, 1):
+            with torch.no_grad():
+                tr.network.biases["b0"][0] = -1e8
+
+    trainer.batch_callbacks.append(kill_unit)
+    with pytest.warns(NumericalWarning, match=r"training is diverging at epoch 2: a parameter grew to 1e\+08 from "
+                                              r"at most 0\.\d+ before training; the network will predict poorly"):
+        trainer.fit(SETS, 1)
 
 
 def test_the_brake_follows_dsstne():

@@ -1,8 +1,9 @@
 """Bad inputs of issue 20, the input side: memory estimated before anything is allocated;
 numbers the JSON cannot mean as integers; byte-order marks and stray spaces in text files;
 out-of-range hyperparameters; networks with NaN weights; resuming on other data; zero
-examples; malformed histories; seeds, names and layer counts a network file cannot hold; FIFOs,
-devices and sockets given as inputs. Through the command line each ends with exit status 2 and
+examples; malformed histories; seeds, names and layer counts a network file cannot hold; a
+dataset name the network does not read; messages naming the flags and paths the user gave
+(convert, synth, quickstart); FIFOs, devices and sockets given as inputs. Through the command line each ends with exit status 2 and
 one line naming the file, key or line (no traceback); through the Python API, in the same
 message from one of destiny.errors' classes."""
 
@@ -354,6 +355,54 @@ def test_a_config_built_in_python_with_a_nul_name_is_refused_before_allocating()
     config = dataclasses.replace(config, name="my\x00net")
     with pytest.raises(ConfigError, match="'name' is 'my\\\\x00net', which holds a NUL character"):
         Network.from_config(config, WIDTHS)
+
+
+def test_an_output_file_of_another_dataset_name_names_the_expected_ones(problem, capsys):
+    (ratings,) = read_netcdf(problem / "output.nc")
+    write_netcdf(problem / "ratings.nc", ratings.replace(name="ratings"))
+    expects = "the network expects 'input' (from -i) and 'output' (from -o)"
+    out, _ = fails(capsys, train(problem, out="ratings.nc"), f"-o {problem}/ratings.nc holds dataset 'ratings', but "
+                   f"layer 'Output' reads dataset 'output' (its DataSet in {problem}/net.json); {expects}: write the "
+                   "data under that name (destiny generate -d output), or set the layer's DataSet")
+    assert "Training" not in out  # found before any data are read
+    fails(capsys, train(problem, out="input.nc"), f"-o {problem}/input.nc holds dataset 'input', but layer 'Output'",
+          expects)
+
+
+def test_convert_names_its_index_files_as_given(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "ratings.csv").write_text("1,10,4.0,100\n1,20,3.0,101\n2,10,5.0,102\n")
+    assert main(["convert", "ratings.csv", "-o", "out/train.nc"]) == 0
+    assert "Wrote the features index out/features_input (-f) and the samples index out/samples_input (-s)" in \
+        capsys.readouterr().out
+    fails(capsys, ["convert", "out/samples_input", "-o", "out/again.nc", "--from", "csv"], "-s out/samples_input is "
+          "the same file as INPUT out/samples_input, an input of this command", "name another file for -s")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--density", "2"], "--density 2: give a fraction of the users × items cells from 0.025 (one item a user) to "
+                         "0.5 (half the 40 items a user)"),
+    (["--density", "nan"], "--density nan: give a fraction"),
+    (["--mean-items", "1000"], "--mean-items 1000: give from 1 to 20 items a user (half the 40 items)"),
+    (["--topics", "0"], "--topics 0: give at least 1 planted taste"),
+    (["--users", "0"], "--users 0: give at least 1"),
+    (["--items", "3"], "--items 3: the default mean items a user is an eighth of the items, less than 1")],
+    ids=["density", "density-nan", "mean-items", "topics", "users", "few-items"])
+def test_synth_names_its_flags(tmp_path, capsys, flags, message):
+    argv = ["synth", "--seed", "1", "--users", "50", "--items", "40", "-o", tmp_path / "s.nc", *flags]
+    _, err = fails(capsys, argv, message)
+    assert "topic_share" not in err and "mean items per user" not in err
+    assert not (tmp_path / "s.nc").exists()
+
+
+def test_quickstart_workdir_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "file").write_text("mine")
+    fails(capsys, ["quickstart", "--workdir", tmp_path / "file"], f"--workdir {tmp_path}/file is a file; --workdir "
+          "must be a directory (created if missing)")
+    fails(capsys, ["quickstart", "--workdir", tmp_path / "file" / "sub"], f"--workdir {tmp_path}/file/sub cannot be "
+          "created: part of its path is a file")
+    assert (tmp_path / "file").read_text() == "mine"
 
 
 # -- inputs that are not regular files ---------------------------------------------------------

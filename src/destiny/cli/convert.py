@@ -82,9 +82,7 @@ def files(args: argparse.Namespace):
         if to == "text":
             inputs += [("-f", args.features), ("-s", args.samples)]
     elif to == "netcdf":
-        features, samples = _index_paths(args, args.dataset or "input")
-        outputs += [("-f" if args.features else "the features index", features),
-                    ("-s" if args.samples else "the samples index", samples)]
+        outputs += zip(("-f", "-s"), _index_paths(args, args.dataset or "input"))
     return CommandFiles.of(inputs, outputs)
 
 
@@ -131,7 +129,8 @@ def _outputs(args: argparse.Namespace, count: int) -> list[str]:
 
 
 def _index_paths(args: argparse.Namespace, name: str) -> tuple[str, str]:
-    folder = os.path.dirname(os.path.abspath(args.output))
+    """-f and -s, by default features_NAME and samples_NAME beside -o (named as -o is)."""
+    folder = os.path.dirname(args.output)
     return (args.features or os.path.join(folder, f"features_{name}"),
             args.samples or os.path.join(folder, f"samples_{name}"))
 
@@ -140,6 +139,7 @@ def _from_ratings(args: argparse.Namespace, source: str, to: str) -> int:
     from destiny.cli.console import console
     from destiny.data import round_up_128, write_index, write_netcdf, write_text
     from destiny.data.convert import keep_ratings, read_interactions, split_interactions, to_datasets
+    from destiny.io.atomic import staged
 
     interactions = read_interactions(args.input, format=source, delimiter=args.delimiter, header=args.header,
                                      columns=_columns(args.columns))
@@ -157,19 +157,26 @@ def _from_ratings(args: argparse.Namespace, source: str, to: str) -> int:
     say = functools.partial(console().print, markup=False)  # paths may hold [brackets]
     say(f"{args.input}: {read:,} interactions, {len(interactions):,} kept, "
               f"{len(converted.user_labels):,} users, {items:,} items")
+    written = list(zip(_outputs(args, len(converted.datasets)), converted.datasets))
     if to == "text":
-        for path, dataset in zip(_outputs(args, len(converted.datasets)), converted.datasets):
-            write_text(path, dataset, converted.item_labels, converted.user_labels)
+        with staged() as stage:  # all files or none
+            for path, dataset in written:
+                write_text(path, dataset, converted.item_labels, converted.user_labels, stage=stage)
+        for path, dataset in written:
             say(f"Wrote {path} ({dataset.nnz:,} interactions)")
         return 0
     width = items if args.exact_width else round_up_128(items)
     features_path, samples_path = _index_paths(args, name)
-    for path, dataset in zip(_outputs(args, len(converted.datasets)), converted.datasets):
-        write_netcdf(path, dataset.replace(dims=(width,)))
+    with staged() as stage:
+        for path, dataset in written:
+            write_netcdf(path, dataset.replace(dims=(width,)), stage=stage)
+        write_index(features_path, {str(label): i for i, label in enumerate(converted.item_labels.tolist())},
+                    stage=stage)
+        write_index(samples_path, {str(label): i for i, label in enumerate(converted.user_labels.tolist())},
+                    stage=stage)
+    for path, dataset in written:
         say(f"Wrote {path} (dataset '{name}', {dataset.nnz:,} interactions, width {width:,})")
-    write_index(features_path, {str(label): i for i, label in enumerate(converted.item_labels.tolist())})
-    write_index(samples_path, {str(label): i for i, label in enumerate(converted.user_labels.tolist())})
-    say(f"Wrote {features_path} and {samples_path}")
+    say(f"Wrote the features index {features_path} (-f) and the samples index {samples_path} (-s)")
     return 0
 
 
@@ -177,6 +184,7 @@ def _from_netcdf(args: argparse.Namespace, to: str) -> int:
     from destiny.cli.console import console
     from destiny.data import SparseDataset, inspect_netcdf, labels_by_index, read_dataset, read_index
     from destiny.data import split_dataset, write_netcdf, write_text
+    from destiny.io.atomic import staged
 
     infos = inspect_netcdf(args.input)
     if args.dataset is None and len(infos) > 1:
@@ -193,10 +201,13 @@ def _from_netcdf(args: argparse.Namespace, to: str) -> int:
         features = labels_by_index(read_index(args.features)) if args.features else range(dataset.n_features)
         samples = labels_by_index(read_index(args.samples)) if args.samples else range(dataset.n_examples)
     say = functools.partial(console().print, markup=False)  # paths may hold [brackets]
-    for path, part in zip(_outputs(args, len(parts)), parts):
-        if to == "netcdf":
-            write_netcdf(path, part)
-        else:
-            write_text(path, part, features, samples)
+    written = list(zip(_outputs(args, len(parts)), parts))
+    with staged() as stage:  # all files or none
+        for path, part in written:
+            if to == "netcdf":
+                write_netcdf(path, part, stage=stage)
+            else:
+                write_text(path, part, features, samples, stage=stage)
+    for path, part in written:
         say(f"Wrote {path} (dataset '{part.name}', {part.n_examples:,} examples, {part.nnz:,} entries)")
     return 0

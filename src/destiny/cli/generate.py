@@ -105,7 +105,7 @@ def _run_parquet(args: argparse.Namespace, say) -> int:
     say(f"{args.from_parquet}: {report.rows:,} rows, {report.n_users:,} users × {report.n_items:,} items, "
         f"{report.nnz:,} entries ({values}; {report.merged:,} repeats merged) in {report.ranges:,} "
         f"pass{'es' if report.ranges > 1 else ''} over the rows")
-    where = os.path.dirname(os.path.abspath(args.output))
+    where = os.path.dirname(args.output)  # named as -o is
     say(f"Wrote {args.output} (dataset '{name}'), {os.path.join(where, 'users.idx')} and "
         f"{os.path.join(where, 'items.idx')}")
     return 0

@@ -38,7 +38,14 @@ def run(args: argparse.Namespace) -> int:
 
     if min(args.users, args.items, args.epochs, args.batch_size) < 1:
         raise UsageError("--users, --items, --epochs and --batch-size must be positive")
-    os.makedirs(args.workdir, exist_ok=True)
+    if os.path.exists(args.workdir) and not os.path.isdir(args.workdir):
+        raise UsageError(f"--workdir {args.workdir} is a file; --workdir must be a directory (created if missing) for "
+                         "the data and the network: name another")
+    try:
+        os.makedirs(args.workdir, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a file on the way: a/b where a is a file
+        raise UsageError(f"--workdir {args.workdir} cannot be created: part of its path is a file; --workdir must be "
+                         "a directory: name another") from None
     with guard(CommandFiles.of(outputs=[("--workdir", os.path.join(args.workdir, name)) for name in OUTPUTS])):
         return _quickstart(args)
 

@@ -125,6 +125,29 @@ def read_datasets(paths: list[str]) -> dict:
     return found
 
 
+def check_dataset_names(args: argparse.Namespace, config) -> None:
+    """DataError before any data are read when a dataset an Input or Output layer reads (its
+    DataSet) is in neither -i nor -o: names the file that should hold it (-i for an Input
+    layer's, -o for an Output layer's), the datasets that file holds, and every name the
+    network expects."""
+    from destiny.data import inspect_netcdf
+    from destiny.errors import DataError
+
+    files = {"-i": args.input, "-o": args.output}
+    held = {flag: [info.name for info in inspect_netcdf(path)] for flag, path in files.items()}
+    given = {name for names in held.values() for name in names}
+    reads = [(layer, "-i") for layer in config.input_layers] + [(layer, "-o") for layer in config.output_layers]
+    expected = list(dict.fromkeys(f"'{layer.dataset}' (from {flag})" for layer, flag in reads))
+    for layer, flag in reads:
+        if layer.dataset not in given:
+            found = ", ".join(f"'{name}'" for name in held[flag])
+            raise DataError(f"{flag} {files[flag]} holds dataset{'s' * (len(held[flag]) > 1)} {found}, but layer "
+                            f"'{layer.name}' reads dataset '{layer.dataset}' (its DataSet in {args.config}); the "
+                            f"network expects {', '.join(expected[:-1]) + ' and ' if len(expected) > 1 else ''}"
+                            f"{expected[-1]}: write the data under that name (destiny generate -d {layer.dataset}), "
+                            "or set the layer's DataSet to the name in the file")
+
+
 def first_monitored(metrics: dict, trainer) -> list[str]:
     """The metric names of an epoch, the monitored one first."""
     monitor = trainer.stopping.monitor if trainer.stopping is not None else None
@@ -295,6 +318,7 @@ def _train(args: argparse.Namespace, world) -> int:
         for stale in remove_stale_temporaries(stem_of(args.network)):
             out.print(f"Removed {stale}, left by an interrupted run", markup=False, soft_wrap=True)
     config = load_config(args.config)
+    check_dataset_names(args, config)  # before reading any data
     device = world.device
     datasets, validation = load_datasets([[args.input, args.output], args.validation], args, device, out.print)
     validation = complete_validation(config, datasets, validation, args.validation)

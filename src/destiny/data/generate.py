@@ -8,8 +8,9 @@ Same behaviour as reference/dsstne.md §6.1, with these differences, each delibe
   Int, not rounded floats); ``value_type="float32"`` rounds as DSSTNE does.
 * Rows follow the samples index (row i = sample i) so that files sharing a samples index line
   up; new labels take index max + 1, so an index with gaps never hands out a used number.
-* A bad line is a DataError with file and line, and then nothing is written. Outputs are
-  written atomically: the NetCDF file first, then the changed index files.
+* A bad line is a DataError with file and line, and then nothing is written. The NetCDF file
+  and the changed index files are committed as a set (``io.atomic.staged``): an error or an
+  interrupt (Ctrl-C) before all are written leaves every one as it was.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from destiny.data.layout import round_up_128
 from destiny.data.netcdf_write import write_netcdf
 from destiny.data.text import read_text
 from destiny.errors import DataError, DataWarning
+from destiny.io.atomic import staged
 
 FEATURE_MODES = ("fixed", "create", "merge")
 
@@ -77,13 +79,14 @@ def generate_netcdf(input_path: str | os.PathLike, output_path: str | os.PathLik
                         + (" (every feature was unknown to the fixed index)" if data.dropped else ""))
     width = n_features if exact_width else round_up_128(n_features)
     dataset = data.dataset.replace(dims=(width,))
-    write_netcdf(output_path, dataset)
     wrote_features = features == "create" or data.features_added > 0
-    if wrote_features:
-        write_index(features_path, data.feature_index)
     wrote_samples = not samples_exist or data.samples_added > 0
-    if wrote_samples:
-        write_index(samples_path, data.sample_index)
+    with staged() as stage:
+        write_netcdf(output_path, dataset, stage=stage)
+        if wrote_features:
+            write_index(features_path, data.feature_index, stage=stage)
+        if wrote_samples:
+            write_index(samples_path, data.sample_index, stage=stage)
     return GenerateReport(dataset.n_examples, dataset.nnz, n_features, width,
                           None if dataset.values is None else str(dataset.values.dtype),
                           data.features_added, data.samples_added, data.dropped, data.repeated_samples,

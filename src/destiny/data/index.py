@@ -19,7 +19,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from destiny.errors import DataError, DataWarning
-from destiny.io.atomic import atomic_open
+from destiny.io.atomic import Staged, atomic_open
 from destiny.io.inputs import open_text_input
 
 ENCODING = ("utf-8", "surrogateescape")
@@ -100,8 +100,10 @@ def read_index(path: str | os.PathLike) -> dict[str, int]:
     return {label.decode(*ENCODING): i for label, i in read_index_raw(path).items()}
 
 
-def write_index(path: str | os.PathLike, index: Mapping[str, int] | Mapping[bytes, int]) -> None:
-    """Write ``label<TAB>index`` lines sorted by index (DSSTNE wrote hash order), atomically."""
+def write_index(path: str | os.PathLike, index: Mapping[str, int] | Mapping[bytes, int], *,
+                stage: Staged | None = None) -> None:
+    """Write ``label<TAB>index`` lines sorted by index (DSSTNE wrote hash order), atomically
+    (``stage``: as one file of a set, ``io.atomic.staged``)."""
     lines = []
     for label, i in sorted(index.items(), key=operator.itemgetter(1)):
         raw = label if isinstance(label, bytes) else label.encode(*ENCODING)
@@ -109,15 +111,17 @@ def write_index(path: str | os.PathLike, index: Mapping[str, int] | Mapping[byte
             raise DataError(f"{path}: label {label!r} cannot be written to an index file: it is empty or holds "
                             "a TAB or line break")
         lines.append(b"%s\t%d\n" % (raw, i))
-    with atomic_open(path, "wb") as stream:
+    with atomic_open(path, "wb", stage=stage) as stream:
         stream.write(b"".join(lines))
 
 
-def write_index_pairs(path: str | os.PathLike, pairs: Iterable[tuple[object, int]], what: str) -> int:
+def write_index_pairs(path: str | os.PathLike, pairs: Iterable[tuple[object, int]], what: str, *,
+                      stage: Staged | None = None) -> int:
     """Stream ``label<TAB>index`` lines (pairs in index order, labels written as ``str``) to
-    ``path``, atomically, without holding the whole file; returns the number of labels."""
+    ``path``, atomically (``stage``: as one file of a set), without holding the whole file;
+    returns the number of labels."""
     count = 0
-    with atomic_open(path, "wb") as stream:
+    with atomic_open(path, "wb", stage=stage) as stream:
         lines = []
         for label, i in pairs:
             raw = str(label).encode(*ENCODING)

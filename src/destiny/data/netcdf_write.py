@@ -13,11 +13,13 @@ from destiny.data.checksums import Recorder
 from destiny.data.dataset import Dataset, DenseDataset, SparseDataset
 from destiny.data.layout import DATA_TYPE_OF, Attribute, DataType, Kind, Names
 from destiny.errors import DataError, DataWarning
-from destiny.io.atomic import atomic_path
+from destiny.io.atomic import Staged, atomic_path
 
 
-def write_netcdf(path: str | os.PathLike, datasets: Dataset | Sequence[Dataset]) -> None:
-    """Write datasets into one DSSTNE file, atomically (the file is whole or absent).
+def write_netcdf(path: str | os.PathLike, datasets: Dataset | Sequence[Dataset], *,
+                 stage: Staged | None = None) -> None:
+    """Write datasets into one DSSTNE file, atomically (the file is whole or absent; ``stage``:
+    as one file of a set, ``io.atomic.staged``).
 
     Layout as generateNetCDF's for sparse data; dense datasets as DSSTNE's CIFAR converter,
     plus the checksums of every variable and of the attributes (``data.checksums``).
@@ -32,7 +34,7 @@ def write_netcdf(path: str | os.PathLike, datasets: Dataset | Sequence[Dataset])
     datasets = list(datasets)
     _check_writable(path, datasets)
     sums = Recorder()
-    with atomic_path(path) as tmp:
+    with atomic_path(path, stage=stage) as tmp:
         with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
             nc.set_fill_off()
             nc.setncattr(Names.DATASETS, np.uint32(len(datasets)))

@@ -15,8 +15,9 @@ Passes over the file, batch by batch (``ParquetFile.iter_batches``):
    numbered, sorted, merged and appended to raw files in a temporary directory beside the output.
 
 Then the NetCDF file is written from the raw files slice by slice, laid out as ``write_netcdf``
-lays it out (the same bytes), atomically. The sorted labels and per-user counts are held whole
-(about 8 bytes a user plus the labels), as the index files need them.
+lays it out (the same bytes); it and the index files are committed as a set (all or none,
+``io.atomic.staged``). The sorted labels and per-user counts are held whole (about 8 bytes a
+user plus the labels), as the index files need them.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from destiny.data.index import write_index_pairs
 from destiny.data.layout import Attribute, DataType, Kind, Names
 from destiny.data.netcdf_write import _header_attrs, _offset_dtype, _stored_values
 from destiny.errors import DataError, DataWarning, ResourceError, UsageError
-from destiny.io.atomic import atomic_path
+from destiny.io.atomic import Staged, atomic_path, staged
 
 ROW_BYTES = 48          # what one row costs in a range: ids, sort order, gathered copies
 VALUE_BYTES = 24        # and its value, as read, sorted and summed
@@ -93,9 +94,10 @@ def parquet_to_netcdf(path: str | os.PathLike, out: str | os.PathLike, *, user_c
         for first, stop in ranges:
             entries.append(first, *table.gather(census, first, stop))
         data_type = entries.finish(out, name)
-        write_index_pairs(os.path.join(index_dir, "users.idx"), _numbered(census.users), "user")
-        write_index_pairs(os.path.join(index_dir, "items.idx"), _numbered(census.items), "item")
-        _write(out, name, entries, data_type, int(min(SLICE_ENTRIES, max(4096, budget // 32))))
+        with staged() as stage:
+            write_index_pairs(os.path.join(index_dir, "users.idx"), _numbered(census.users), "user", stage=stage)
+            write_index_pairs(os.path.join(index_dir, "items.idx"), _numbered(census.items), "item", stage=stage)
+            _write(out, name, entries, data_type, int(min(SLICE_ENTRIES, max(4096, budget // 32))), stage)
     merged = census.rows - entries.nnz
     if merged:
         how = "one entry kept" if value_col is None else "values summed"
@@ -369,15 +371,15 @@ class _RawFile:
         return np.fromfile(self.path, dtype=self.dtype, count=max(0, stop - start), offset=start * self.dtype.itemsize)
 
 
-def _write(out: str, name: str, entries: _Entries, data_type: DataType, slice_entries: int) -> None:
-    """The NetCDF file as ``write_netcdf`` writes the dataset, ``slice_entries`` at a time, atomically."""
+def _write(out: str, name: str, entries: _Entries, data_type: DataType, slice_entries: int, stage: Staged) -> None:
+    """The NetCDF file as ``write_netcdf`` writes the dataset, ``slice_entries`` at a time, into ``stage``."""
     import netCDF4
 
     names = Names(0)
     attributes = Attribute.SPARSE | (Attribute.BOOLEAN if entries.stored is None else Attribute.NONE)
     n_users, n_items = len(entries.counts), len(entries.census.items)
     sums = Recorder()
-    with atomic_path(out) as tmp:
+    with atomic_path(out, stage=stage) as tmp:
         with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
             nc.set_fill_off()
             nc.setncattr(Names.DATASETS, np.uint32(1))

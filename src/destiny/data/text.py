@@ -38,7 +38,7 @@ from destiny.data import csr
 from destiny.data.dataset import SparseDataset, exact_values
 from destiny.data.index import ENCODING, labels_by_index, show_label
 from destiny.errors import DataError, DataWarning
-from destiny.io.atomic import atomic_open
+from destiny.io.atomic import Staged, atomic_open
 from destiny.io.inputs import open_text_input
 
 _NOT_SEPARATORS = bytes(b for b in range(256) if b not in b",:")
@@ -372,8 +372,9 @@ def _names(labels: Sequence | Mapping, n: int, what: str) -> np.ndarray:
 
 
 def write_text(path: str | os.PathLike, dataset: SparseDataset, feature_labels: Sequence | Mapping,
-               sample_labels: Sequence | Mapping) -> None:
-    """Write a dataset as DSSTNE text, atomically: ``sample<TAB>feature[,value]:...`` a row.
+               sample_labels: Sequence | Mapping, *, stage: Staged | None = None) -> None:
+    """Write a dataset as DSSTNE text, atomically (``stage``: as one file of a set,
+    ``io.atomic.staged``): ``sample<TAB>feature[,value]:...`` a row.
 
     ``feature_labels[i]`` names feature i and ``sample_labels[r]`` example r (or give the
     {label: index} indices). Rows without entries are not written (the text format cannot tell
@@ -393,7 +394,7 @@ def write_text(path: str | os.PathLike, dataset: SparseDataset, feature_labels: 
                         f"label for each of the {dataset.n_examples} examples")
     if dataset.values is not None:
         features = np.array([None if f is None else f + "," for f in features], dtype=object)
-    with atomic_open(path, "wb") as stream:
+    with atomic_open(path, "wb", stage=stage) as stream:
         for first, stop in csr.chunks(dataset.offsets):
             lo, hi = int(dataset.offsets[first]), int(dataset.offsets[stop])
             tokens = features[dataset.indices[lo:hi]].tolist()

@@ -1,10 +1,12 @@
 """What a command writes, checked before it does any work (``guard``): every output is a file
 distinct from every input and from the other outputs (the same inode, not only the same name:
 symbolic and hard links count); no output is a directory or a special file, or lies in a
-missing directory or one this process cannot write; each output is locked against other
-Destiny processes for the whole command (``io.lock``), and temporaries that a killed writer of
-it left are removed. ``check_free_space`` compares an estimated size with the disk's free space
-once the command knows the size (a network's parameter count).
+missing directory or one this process cannot write, or is an existing file that no rename can
+replace (immutable, or another user's in a sticky directory: ``atomic.replace_problem``); each
+output is locked against other Destiny processes for the whole command (``io.lock``), and
+temporaries that a killed writer of it left are removed. ``check_free_space`` compares an
+estimated size with the disk's free space once the command knows the size (a network's
+parameter count).
 
 Each failure is a one-line error naming the paths and the fix, raised before anything is read
 or trained, so nothing is lost and nothing is half-written.
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from destiny.errors import ResourceError, UsageError
-from destiny.io.atomic import create_error
+from destiny.io.atomic import create_error, replace_problem
 from destiny.io.lock import output_lock, remove_stale_temporaries
 
 NETWORK_FILE_OVERHEAD = 1 << 16  # bytes of a network file besides its float32 parameters (attributes, header)
@@ -93,7 +95,8 @@ def check_distinct(files: CommandFiles) -> None:
 
 def check_output(flag: str, path: str) -> None:
     """UsageError or OSError when ``path`` cannot become a regular file Destiny writes whole:
-    a directory, a special file (FIFO, device), or a missing or non-directory parent."""
+    a directory, a special file (FIFO, device), a missing or non-directory parent, or an
+    existing file that cannot be replaced."""
     if os.path.isdir(path):
         raise UsageError(f"{flag} {path} is a directory; name a file to write (in it or beside it)")
     try:
@@ -108,6 +111,10 @@ def check_output(flag: str, path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise create_error(path, FileNotFoundError(2, "No such file or directory", directory))
+    problem = replace_problem(path)
+    if problem is not None:
+        raise UsageError(f"{flag} {path} exists and cannot be replaced: {problem} (checked before starting: nothing "
+                         "was done)")
 
 
 def secondary_rank() -> bool:

@@ -7,6 +7,13 @@ batch went bad first (a non-finite sum stays non-finite). Once found, ``diagnose
 by layer: the first layer whose parameters hold non-finite values, else the first layer whose
 activations for that batch do (a forward pass of that batch without noise), else the loss.
 
+Divergence that stays finite (``Growth``): a learning rate too high can take the loss to 1e34
+and the weights to 1e20 without a NaN, and the run would end as if it had trained. At each
+epoch's end, from what the NaN check reads there anyway (the loss sum, each parameter's min and
+max), the epoch's training error is compared with the first minibatch's and the largest
+parameter with the largest before training (each read once a Trainer); past ``LOSS_GROWTH`` or
+``WEIGHT_GROWTH`` times, a NumericalWarning names what grew and the fix, once.
+
 The divergence brake (reference/dsstne.md §2.3, built into DSSTNE and always on there; here an
 option that says when it acts): an exponential average of the batch error (per example) is kept
 over the epoch, ``EMA = 0.9 EMA + 0.1 error``; after a warm-up of 100 batches, a batch whose
@@ -19,11 +26,52 @@ steps run without CUDA graphs.
 from __future__ import annotations
 
 import dataclasses
+import math
+import warnings
 
 import numpy as np
 import torch
 
-from destiny.errors import NumericalError
+from destiny.errors import NumericalError, NumericalWarning
+
+LOSS_GROWTH = 100.0  # an epoch's training error this many times the first minibatch's (and above 1): diverging
+WEIGHT_GROWTH = 1e6  # a parameter this many times the largest before training: diverging
+
+
+@dataclasses.dataclass
+class Growth:
+    """The start a Trainer's epochs are measured against (module docstring): set once, by
+    ``_NanWatch``; ``warned`` once the warning is given."""
+
+    loss: float | None = None  # the training error an example of the first minibatch trained
+    weight: float | None = None  # the largest |parameter| before training
+    warned: bool = False
+
+    def check(self, epoch: int, alpha: float, error: float, largest: float, warn: bool = True) -> None:
+        """At an epoch's end: a NumericalWarning (once; ``warn`` False: only noted, on a process
+        that is not rank 0) when the training error an example or the largest parameter grew
+        past the bounds."""
+        found = self.grown(error, largest)
+        if found and not self.warned:
+            self.warned = True
+            if warn:
+                warnings.warn(growth_warning(epoch, alpha, found), NumericalWarning, stacklevel=5)
+
+    def grown(self, error: float, largest: float) -> list[str]:
+        """What grew past the bounds since the start, as phrases (empty: nothing did)."""
+        found = []
+        if self.loss is not None and error > LOSS_GROWTH * max(self.loss, 1.0):
+            found.append(f"the training error grew to {error:.3g} an example from {self.loss:.3g} in the first "
+                         "minibatch")
+        if self.weight and largest > WEIGHT_GROWTH * self.weight:
+            found.append(f"a parameter grew to {largest:.3g} from at most {self.weight:.3g} before training")
+        return found
+
+
+def growth_warning(epoch: int, alpha: float, found: list[str]) -> str:
+    """The NumericalWarning's text: what grew (``Growth.grown``) and the fix."""
+    return (f"training is diverging at epoch {epoch}: {'; '.join(found)}; the network will predict poorly. Lower "
+            f"the learning rate (--alpha, now {alpha:g}) or turn on the divergence brake (--divergence-brake)")
 
 
 @dataclasses.dataclass
@@ -91,11 +139,25 @@ def batch_error(trainer, binding, examples: np.ndarray, epoch: int, step: int) -
 
 
 @torch.no_grad()
-def parameters_finite(network) -> bool:
-    """Whether every parameter is finite: a min and a max a parameter (no temporary of its
-    size), one host sync."""
+def largest_parameter(network) -> float:
+    """The largest magnitude of this process's parameters, NaN or Inf where one is not finite:
+    a min and a max a parameter (no temporary of its size), one host sync."""
     extremes = [t for p in network.parameters() if p.numel() for t in torch.aminmax(p.detach().reshape(-1))]
-    return not extremes or bool(torch.isfinite(torch.stack(extremes)).all())
+    return float(torch.stack(extremes).abs().max()) if extremes else 0.0  # max propagates NaN
+
+
+def world_max(value: float, world) -> float:
+    """The largest of the processes' ``value`` (model parallel: a collective)."""
+    if not world.parallel:
+        return value
+    from destiny.parallel import all_reduce_max
+
+    return float(all_reduce_max(torch.tensor(value, dtype=torch.float64, device=world.device), world))
+
+
+def parameters_finite(network) -> bool:
+    """Whether every parameter is finite (one host sync)."""
+    return math.isfinite(largest_parameter(network))
 
 
 def non_finite_parameters(network) -> list[tuple[str, str, int]]:

@@ -40,8 +40,8 @@ from destiny.errors import NumericalError
 from destiny.io.storable import check_seed
 from destiny.train import guards  # hyperparameters in range, data with examples, a resumed run's own data
 from destiny.train.binding import Binding
-from destiny.train.faults import (DivergenceBrake, batch_error, describe_parameters, diagnose, non_finite_parameters,
-                                  parameters_finite)
+from destiny.train.faults import (DivergenceBrake, Growth, batch_error, describe_parameters, diagnose,
+                                  largest_parameter, non_finite_parameters, world_max)
 from destiny.train.optimizers import DsstneOptimizer, Hyperparameters, Optimizer
 from destiny.train.precision import Precision, autocast, matmul_precision
 from destiny.train.step import StepRunner
@@ -84,7 +84,8 @@ class Trainer:
     model parallel: only when True). world: the network's (``Network(world=…)``); the device is
     then the world's. nan_check: read the running loss every that many batches and stop with a
     NumericalError naming the batch, epoch and layer where NaN/Inf appeared (None: every batch
-    on the CPU, every 100 on CUDA; 0: at the end of each epoch). brake: DSSTNE's divergence
+    on the CPU, every 100 on CUDA; 0: at the end of each epoch; a finite divergence warns:
+    ``faults.Growth``). brake: DSSTNE's divergence
     brake (``destiny.train.faults.DivergenceBrake``, or True for DSSTNE's settings).
     ``batch_callbacks``: functions of (trainer, epoch, batches done) called after every batch
     (mid-epoch checkpoints); ``resume_batch``: batches of the next epoch already done (set by
@@ -159,6 +160,7 @@ class Trainer:
         self._examples_stepped = 0
         self.nan_check = (1 if self.device.type == "cpu" else 100) if nan_check is None else int(nan_check)
         self.brake = DivergenceBrake() if brake is True else (brake or None)
+        self.growth = Growth()  # finite divergence: the start it is measured against
         if self.brake is not None:  # the brake reads each batch's loss on the host before its update
             self.cuda_graphs = False
         self.batch_callbacks: list[Callable[["Trainer", int, int], None]] = []
@@ -382,7 +384,8 @@ class Trainer:
 class _NanWatch:
     """Reads the epoch's running loss sum every ``trainer.nan_check`` batches and at the end;
     a device counter of the batches after which the sum was still finite names the first bad
-    batch without a sync a batch (``destiny.train.faults``)."""
+    batch without a sync a batch (``destiny.train.faults``); at the end, the loss and the largest
+    parameter are compared with the start (``trainer.growth``, read here once a Trainer)."""
 
     def __init__(self, trainer: Trainer, binding: Binding, order: np.ndarray, epoch: int, total: torch.Tensor,
                  first: int):
@@ -391,25 +394,34 @@ class _NanWatch:
         self.finite = torch.full((), first, dtype=torch.int64, device=total.device) if self.every != 1 else None
         self.first = self.checked = first  # checked: batches known good
         self.n_batches = -(-len(order) // trainer.batch_size)
+        self.value = self.largest = 0.0  # the loss sum and the largest parameter at the last check
+        if trainer.growth.weight is None:
+            trainer.growth.weight = world_max(largest_parameter(trainer.network), trainer.world)  # host sync, once
 
     def after(self, step: int) -> None:
         if self.finite is not None:
             self.finite.add_(torch.isfinite(self.total))
+        if self.trainer.growth.loss is None:  # the first batch trained: host sync, once
+            seen = min((step + 1) * self.trainer.batch_size, len(self.order))
+            self.trainer.growth.loss = sum_float(float(self.total), self.trainer.world) / seen
         if self.every > 0 and (step + 1 - self.first) % self.every == 0:
             self.check(step)
 
     def end(self) -> None:
         self.check(None)
+        self.trainer.growth.check(self.epoch, self.trainer.optimizer.hyper.alpha, self.value / max(len(self.order), 1),
+                                  world_max(self.largest, self.trainer.world), warn=self.trainer.world.is_root)
 
     def check(self, step: int | None) -> None:
         """The loss sum and the parameters (a min and max of each) after batch ``step``
         (None: the epoch's last); host syncs, agreed on by every process."""
         last = self.n_batches - 1 if step is None else step
-        value = sum_float(float(self.total), self.trainer.world)
-        if not math.isfinite(value):
+        self.value = sum_float(float(self.total), self.trainer.world)
+        if not math.isfinite(self.value):
             bad = last if self.finite is None else int(self.finite)
-            raise diagnose(self.trainer, self.binding, self.order, self.epoch, (bad, bad), value)
-        if not sum_float(float(not parameters_finite(self.trainer.network)), self.trainer.world):
+            raise diagnose(self.trainer, self.binding, self.order, self.epoch, (bad, bad), self.value)
+        self.largest = largest_parameter(self.trainer.network)
+        if not sum_float(float(not math.isfinite(self.largest)), self.trainer.world):
             self.checked = last + 1
             return
         raise diagnose(self.trainer, self.binding, self.order, self.epoch, (min(self.checked, last), last), None)

@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Callable
+
+from destiny.errors import NumericalWarning
 
 
 @dataclass
@@ -113,7 +116,9 @@ def fit_trial(params: dict, train, validation, *, number: int, recipe: str, valu
         trainer = run.trainer
         trainer.batch_callbacks.append(watch.after_batch)
         try:
-            trainer.fit(run.sets, run.epochs, run.check)
+            with warnings.catch_warnings():  # a diverging trial scores low: the table says it, not a warning
+                warnings.simplefilter("ignore", NumericalWarning)
+                trainer.fit(run.sets, run.epochs, run.check)
         except _OutOfTime:
             trainer.stopping.restore(run.network)
     except Exception as exc:  # noqa: BLE001 — a failed trial is a result (NaN, out of memory, bad settings)
