@@ -30,6 +30,11 @@ class UsageError(DestinyError, ValueError):
     """Arguments of a call or a command line do not make sense together."""
 
 
+class ModelImportError(DestinyError, ValueError):
+    """A model from another framework (ONNX, a PyTorch state dict, safetensors) cannot become a
+    DSSTNE network: an operation with no DSSTNE layer, a weight that fits no layer."""
+
+
 class ResourceError(DestinyError, RuntimeError):
     """A resource ran out or is unavailable: GPU memory, disk space, a device."""
 

@@ -4,6 +4,8 @@
     torch.save(module.state_dict(), "net.pt")        # nn.Linear weights (out, in), biases, ...
     destiny.interop.to_onnx(network, "net.onnx")      # for onnxruntime, Triton server, ...
     network = destiny.interop.from_torch_mlp(config, torch_mlp)   # an nn.Linear stack → Destiny
+    network = destiny.interop.from_onnx("model.onnx")              # an ONNX graph → Destiny
+    network = destiny.interop.from_state_dict("model.pt", config)  # .pt / .safetensors weights + JSON
 
 ``to_torch`` builds a ``TorchNetwork``: one ``nn.Linear`` per weight matrix (DSSTNE stores W as
 (input units, output units); ``nn.Linear.weight`` is its transpose, (out, in)), a bias-only
@@ -413,5 +415,51 @@ def from_torch_mlp(config: NetworkConfig, module_or_state_dict, *, dataset_dims:
     return network
 
 
-__all__ = ["ScaledELU", "TorchNetwork", "activation_module", "example_inputs", "from_torch_mlp", "to_onnx",
-           "to_torch"]
+# ---------------------------------------------------------------------------------------------
+# Other frameworks → Destiny (destiny.importer; `destiny import`)
+
+
+def from_onnx(path: str | os.PathLike, *, sparse_inputs: str = "auto", error_function: str | None = None,
+              device: torch.device | str = "cpu"):
+    """A Destiny ``Network`` from an ONNX model of the layers DSSTNE has (``destiny.importer``):
+    Gemm / MatMul + Add, Conv, pooling, LRN, BatchNormalization, skips and DSSTNE's activations.
+    sparse_inputs: "auto" (an input read only by narrower fully connected layers is Sparse),
+    "sparse" or "dense". error_function: the config's (default: CrossEntropy for Sigmoid and
+    SoftMax outputs, else L2). What the import assumed (an input's layout, ...) is warned once."""
+    from destiny.importer import import_onnx
+
+    return _network(import_onnx(path, sparse_inputs=sparse_inputs, error_function=error_function), device)
+
+
+def from_state_dict(weights, config, *, transposed: bool = False, device: torch.device | str = "cpu"):
+    """A Destiny ``Network`` for ``config`` (a NetworkConfig or a DSSTNE JSON file) with the
+    weights of ``weights``: a PyTorch state dict (a mapping, or a .pt file) or a .safetensors
+    file, matched to the config's layers by name, then in order (``destiny.importer.state_dict``).
+    transposed: the 2-D matrices are stored (in, out) (Keras, Flax, DSSTNE), not (out, in)."""
+    from destiny.config import load_config
+    from destiny.importer import Imported, import_weights
+    from destiny.importer.state_dict import network_file
+
+    source = "the config"
+    if not isinstance(config, NetworkConfig):
+        source, config = os.fspath(config), load_config(config)
+    if isinstance(weights, Mapping):
+        if any(re.fullmatch(r"linears\.w\d+\.weight", str(k)) for k in weights):  # to_torch's own
+            return from_torch_mlp(config, weights).to(device)
+        tensors = {k: v.detach().float().cpu().numpy() for k, v in weights.items()
+                   if isinstance(v, torch.Tensor) and v.is_floating_point()}
+        nf, notes = network_file(config, tensors, "the state dict", source, transposed=transposed)
+        return _network(Imported(nf, "torch", "the state dict", notes), device)
+    return _network(import_weights(weights, config, transposed=transposed, config_source=source), device)
+
+
+def _network(imported, device):
+    from destiny.train.checkpoint import network_from_file
+
+    for note in imported.notes:
+        warnings.warn(f"{imported.source}: {note}", UserWarning, stacklevel=3)
+    return network_from_file(imported.network, source=imported.source).to(device)
+
+
+__all__ = ["ScaledELU", "TorchNetwork", "activation_module", "example_inputs", "from_onnx", "from_state_dict",
+           "from_torch_mlp", "to_onnx", "to_torch"]

@@ -20,6 +20,7 @@ metrics every ``validate_every`` epochs (``destiny.train.validation``), stops af
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -71,7 +72,9 @@ class Recommender:
     that did best across the real datasets, ``default_config``). epochs: passes over the data
     (None: 20, or with ``fit(..., validation=)`` up to 200, keeping the best epoch). batch_size,
     optimizer (any of DSSTNE's seven), alpha (learning rate), lam (L2), mu, mu1: training. device: "auto", "cpu" or "cuda". seed: weights, order
-    and noise. precision: fp32, tf32 or bf16. progress: show a progress bar.
+    and noise. precision: fp32, tf32 or bf16. progress: show each epoch's progress (as
+    ``implicit`` does): a live bar on a terminal, a line every 10 s elsewhere (a notebook, a log;
+    work shorter than that prints none); False: silent.
     With ``fit(..., validation=held_out)``: monitor, the ranking metric early stopping follows
     ("ndcg@100", "recall@20", "precision@10", …, or "validation_error" for the loss);
     patience, validations without improvement before stopping (None: train every epoch, still
@@ -84,7 +87,7 @@ class Recommender:
 
     def __init__(self, config: Any = None, *, epochs: int | None = None, batch_size: int = 512, optimizer: str = "adam",
                  alpha: float | None = 0.001, lam: float = 0.0, mu: float | None = None, mu1: float | None = None,
-                 device: str = "auto", seed: int = 12134, precision: str = "fp32", progress: bool = False,
+                 device: str = "auto", seed: int = 12134, precision: str = "fp32", progress: bool = True,
                  monitor: str = "ndcg@100", patience: int | None = 5, validate_every: int = 1, refit: bool = True):
         self.config = config
         self.epochs = epochs
@@ -147,7 +150,7 @@ class Recommender:
                              f"(this one has {len(inputs)} and {len(outputs)})")
         return config, inputs[0], outputs[0]
 
-    def fit(self, user_items, *, validation=None) -> "Recommender":
+    def fit(self, user_items, *, validation=None, tensorboard: str | os.PathLike | None = None) -> "Recommender":
         """Learn from ``user_items`` (users × items: a scipy sparse matrix or a SparseDataset;
         nonzeros are interactions). validation: held-out items of the same users (one row per
         user of ``user_items``, in the same order): ranking metrics of recommending from
@@ -157,17 +160,21 @@ class Recommender:
         epoch's weights (``best_epoch_``, its score ``best_score_``); with ``refit`` (the
         default) the network is then trained again on user_items ∪ validation for
         ``best_epoch_`` epochs (``history_`` keeps the selection run's validations; ``refit_``
-        says it happened). Returns self."""
-        run = self._run(user_items, validation)
-        run.trainer.fit(run.sets, run.epochs, run.check)
+        says it happened). tensorboard: a directory for TensorBoard event files of each epoch's
+        losses, metrics and learning rate (``destiny.train.tensorboard``; the refit's in
+        ``tensorboard/refit``); needs ``pip install destiny[tensorboard]``. Returns self."""
+        with _board(tensorboard) as board:  # opened first: a file in the way or no tensorboard stops here
+            run = self._run(user_items, validation, callbacks=[board] if board else ())
+            run.trainer.fit(run.sets, run.epochs, run.check)
         stopping = run.trainer.stopping
         self.best_score_ = None if stopping is None else stopping.best
         if validation is None or not self.refit or run.trainer.best_epoch is None:
             return self._adopt(run)
         history, best = [r.as_dict() for r in run.trainer.history], run.trainer.best_epoch
         del run, stopping  # the selection run's network and optimizer state go before the final one is built
-        final = self._run(_union(user_items, validation), epochs=best)
-        final.trainer.fit(final.sets, final.epochs)
+        with _board(tensorboard, "refit") as board:
+            final = self._run(_union(user_items, validation), epochs=best, callbacks=[board] if board else ())
+            final.trainer.fit(final.sets, final.epochs)
         self._adopt(final)
         self.history_, self.best_epoch_, self.refit_ = history, best, True
         return self
@@ -334,6 +341,17 @@ class Recommender:
         model.history_ = []
         model.best_epoch_ = int(nf.info["best_epoch"]) if "best_epoch" in nf.info else None
         return model
+
+
+def _board(directory, run: str = ""):
+    """The TensorBoardLogger of ``fit(tensorboard=directory)`` (a run in a subdirectory), or a
+    context giving None."""
+    if directory is None:
+        return contextlib.nullcontext()
+    from destiny.train.tensorboard import TensorBoardLogger, check_log_dir
+
+    check_log_dir(directory, "tensorboard=")
+    return TensorBoardLogger(os.path.join(directory, run) if run else directory, what="tensorboard=")
 
 
 @dataclass

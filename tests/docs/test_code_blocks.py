@@ -10,7 +10,9 @@ Conventions for fenced blocks (the info string after the opening ```):
 - ``python no-run``: only compiled (needs a GPU, real data, a launcher, ...).
 - ``json`` whose object has ``Layers``: must load as a network description.
 - ``bash``/``sh``/``console``: every ``destiny …`` command in it (also after ``torchrun …
-  -m`` / ``mpirun -np N``) must parse with destiny's own argument parser; nothing is run.
+  -m`` / ``mpirun -np N``) must parse with destiny's own argument parser. Here nothing is run;
+  test_getting_started.py runs docs/getting-started.md's commands, in order, except those of
+  ``bash no-run`` blocks (downloads, the same steps on data one has to fetch).
 """
 
 from __future__ import annotations

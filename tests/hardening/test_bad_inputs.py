@@ -165,6 +165,31 @@ CASES = [
      "--divergence-brake FACTOR must be a number above 1 (DSSTNE's is 2); got 0.5"),
     ("flag: unknown optimizer", {}, train_flags("--optimizer", "lbfgs"), "unknown optimizer 'lbfgs'"),
     ("flag: unknown precision device", {}, train_flags("--device", "tpu"), "tpu"),
+    ("kind: a NetCDF dataset given to predict -r", {"items": "a\t0\n"},
+     ["predict", "-n", "{d}/net.nc", "-r", "{d}/input.nc", "-i", "{d}/items", "-o", "{d}/items", "-s", "{d}/recs"],
+     "-r {d}/input.nc is a NetCDF file (a dataset or a trained network), and -r reads DSSTNE text"),
+    ("kind: the fix of a NetCDF dataset given to predict -r", {"items": "a\t0\n"},
+     ["predict", "-n", "{d}/net.nc", "-r", "{d}/input.nc", "-i", "{d}/items", "-o", "{d}/items", "-s", "{d}/recs"],
+     "give a NetCDF dataset with --input-nc {d}/input.nc instead"),
+    ("kind: DSSTNE text given to predict --input-nc", {"in.txt": "u1\ta:b\n", "items": "a\t0\n"},
+     ["predict", "-n", "{d}/net.nc", "--input-nc", "{d}/in.txt", "-o", "{d}/items", "-s", "{d}/recs"],
+     "--input-nc {d}/in.txt is DSSTNE text, and --input-nc reads a NetCDF dataset: give the text with -r {d}/in.txt"),
+    ("kind: a NetCDF dataset given to evaluate -r", {"items": "a\t0\n"},
+     ["evaluate", "-n", "{d}/net.nc", "-r", "{d}/input.nc", "-i", "{d}/items", "-o", "{d}/items", "-t",
+      "{d}/output.nc"], "-r {d}/input.nc is a NetCDF file"),
+    ("kind: a NetCDF dataset given as predict's filter", {"in.txt": "u1\ta:b\n", "items": "a\t0\n"},
+     ["predict", "-n", "{d}/net.nc", "-r", "{d}/in.txt", "-i", "{d}/items", "-o", "{d}/items", "-s", "{d}/recs",
+      "-f", "{d}/output.nc"], "-f {d}/output.nc is a NetCDF file (a dataset or a trained network), and -f reads"),
+    ("kind: a NetCDF dataset given to generate -i", {}, [x if x != "{d}/in.txt" else "{d}/input.nc" for x in GENERATE],
+     "-i {d}/input.nc is a NetCDF file (a dataset or a trained network), and -i reads DSSTNE text: it is a dataset "
+     "already"),
+    ("kind: DSSTNE text with a table's flags to convert", {"in.txt": "u1\ta:b\nu2\tb\n"},
+     ["convert", "{d}/in.txt", "-o", "{d}/out.txt", "--delimiter", ","],
+     "{d}/in.txt is DSSTNE text ('sample<TAB>feature[,value]:...'), which has no columns to choose: leave out "
+     "--delimiter"),
+    ("kind: a time split of DSSTNE text without timestamps", {"in.txt": "u1\ta:b\nu2\tb\n"},
+     ["convert", "{d}/in.txt", "-o", "{d}/out.txt", "--split", "time", "--test-output", "{d}/test.txt"],
+     "--split time on DSSTNE text ({d}/in.txt) reads the text's values as timestamps: add --values timestamp"),
     ("flag: output exists", {"out.nc": b"keep me"}, TRAIN, "out.nc exists; DSSTNE's train refuses to overwrite"),
     ("flag: output in a missing directory", {}, [x if x != "{d}/out.nc" else "{d}/no/dir/out.nc" for x in TRAIN],
      "no/dir: cannot write out.nc there: the directory does not exist"),
@@ -191,7 +216,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, capsys, case,
     err = capsys.readouterr().err
     assert status == 2, err
     assert err.count("\n") == 1 and ": error: " in err, err
-    assert message in err, err
+    assert message.replace("{d}", str(tmp_path)) in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no temporary
     if "out.nc" in files:
         assert (tmp_path / "out.nc").read_bytes() == b"keep me"

@@ -1,4 +1,5 @@
-"""``destiny convert``: ratings tables and NetCDF datasets → DSSTNE text or NetCDF, with splits."""
+"""``destiny convert``: ratings tables, DSSTNE text and NetCDF datasets → DSSTNE text or NetCDF,
+with splits."""
 
 from __future__ import annotations
 
@@ -8,22 +9,24 @@ import os
 
 from destiny.errors import UsageError
 
-FROM = ("auto", "netcdf", "movielens-csv", "udata", "dat", "csv")
+FROM = ("auto", "netcdf", "text", "movielens-csv", "udata", "dat", "csv")
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "convert", help="convert ratings (MovieLens, CSV) or NetCDF datasets to DSSTNE text or NetCDF",
+        "convert", help="convert ratings (MovieLens, CSV), DSSTNE text or NetCDF datasets to DSSTNE text or NetCDF",
         description="Convert a ratings table (MovieLens ratings.csv, u.data, ratings.dat, or any "
-                    "user,item[,rating[,timestamp]] table) or a NetCDF dataset into DSSTNE text or a "
+                    "user,item[,rating[,timestamp]] table), DSSTNE text ('sample<TAB>feature[,value]:...', "
+                    "each datapoint an interaction) or a NetCDF dataset into DSSTNE text or a "
                     "NetCDF dataset, optionally keeping only high ratings and splitting train/test with a "
                     "seed. Users become rows (samples) and items features, numbered in order of first "
                     "appearance; NetCDF output comes with its features and samples index files.")
-    parser.add_argument("input", metavar="INPUT", help="ratings file or NetCDF dataset file")
+    parser.add_argument("input", metavar="INPUT", help="ratings file, DSSTNE text file or NetCDF dataset file")
     parser.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                         help="output file: NetCDF if it ends in .nc, else DSSTNE text (train part with --split)")
     parser.add_argument("--from", dest="source", choices=FROM, default="auto",
-                        help="input format (default: from the file: NetCDF by content, MovieLens by name)")
+                        help="input format; text: DSSTNE's (default: from the file: NetCDF and DSSTNE text by "
+                             "content, MovieLens by name)")
     parser.add_argument("--to", choices=("auto", "text", "netcdf"), default="auto", help="output format")
     parser.add_argument("-d", "--dataset", default=None, metavar="NAME",
                         help="dataset name to write (default input), or to read from a NetCDF file with several")
@@ -42,7 +45,8 @@ def register(subparsers) -> None:
     table.add_argument("--min-rating", type=float, metavar="R", help="keep interactions rated R or more")
     table.add_argument("--values", choices=("none", "rating", "timestamp"), default="none",
                        help="stored with each item: none (indicator), the rating, or the timestamp "
-                            "(DSSTNE's MovieLens sample) (default: %(default)s)")
+                            "(DSSTNE's MovieLens sample); DSSTNE text: its values read as ratings or "
+                            "timestamps (default: %(default)s)")
     split = parser.add_argument_group("train/test split")
     split.add_argument("--split", choices=("random", "user", "time"),
                        help="random: over all interactions; user: within each user; time: each user's latest "
@@ -60,10 +64,15 @@ def _output_format(args: argparse.Namespace) -> str:
 
 
 def _source_format(args: argparse.Namespace) -> str:
-    """The input's format: --from, else netcdf by content, else "auto" (a ratings table)."""
+    """The input's format: --from, else netcdf or DSSTNE text by content, else "auto" (a ratings
+    table)."""
+    from destiny.data.text import looks_like_text
+
     if args.source != "auto":
         return args.source
-    return "netcdf" if _is_netcdf(args.input) else "auto"
+    if os.path.isdir(args.input):  # DSSTNE's tools read a directory of text files
+        return "text"
+    return "netcdf" if _is_netcdf(args.input) else "text" if looks_like_text(args.input) else "auto"
 
 
 def files(args: argparse.Namespace):
@@ -87,11 +96,10 @@ def files(args: argparse.Namespace):
 
 
 def _is_netcdf(path: str) -> bool:
-    from destiny.io.inputs import open_input
+    from destiny.io.inputs import binary_kind, open_input
 
     with open_input(path) as stream:
-        head = stream.read(8)
-    return head[:3] == b"CDF" or head == b"\x89HDF\r\n\x1a\n"
+        return (binary_kind(stream.read(8)) or "").startswith("NetCDF")
 
 
 def _columns(text: str | None) -> dict | None:
@@ -138,11 +146,10 @@ def _index_paths(args: argparse.Namespace, name: str) -> tuple[str, str]:
 def _from_ratings(args: argparse.Namespace, source: str, to: str) -> int:
     from destiny.cli.console import console
     from destiny.data import round_up_128, write_index, write_netcdf, write_text
-    from destiny.data.convert import keep_ratings, read_interactions, split_interactions, to_datasets
+    from destiny.data.convert import keep_ratings, split_interactions, to_datasets
     from destiny.io.atomic import staged
 
-    interactions = read_interactions(args.input, format=source, delimiter=args.delimiter, header=args.header,
-                                     columns=_columns(args.columns))
+    interactions = _read(args, source)
     read = len(interactions)
     interactions = keep_ratings(interactions, args.min_rating)
     if len(interactions) == 0:
@@ -155,8 +162,8 @@ def _from_ratings(args: argparse.Namespace, source: str, to: str) -> int:
     converted = to_datasets(interactions, parts, name=name, values=args.values)
     items = len(converted.item_labels)
     say = functools.partial(console().print, markup=False)  # paths may hold [brackets]
-    say(f"{args.input}: {read:,} interactions, {len(interactions):,} kept, "
-              f"{len(converted.user_labels):,} users, {items:,} items")
+    say(f"{args.input}: " + ("DSSTNE text, " if source == "text" else "")
+        + f"{read:,} interactions, {len(interactions):,} kept, {len(converted.user_labels):,} users, {items:,} items")
     written = list(zip(_outputs(args, len(converted.datasets)), converted.datasets))
     if to == "text":
         with staged() as stage:  # all files or none
@@ -178,6 +185,26 @@ def _from_ratings(args: argparse.Namespace, source: str, to: str) -> int:
         say(f"Wrote {path} (dataset '{name}', {dataset.nnz:,} interactions, width {width:,})")
     say(f"Wrote the features index {features_path} (-f) and the samples index {samples_path} (-s)")
     return 0
+
+
+def _read(args: argparse.Namespace, source: str):
+    """The interactions of a ratings table or (source "text") of DSSTNE text."""
+    from destiny.data.convert import read_interactions, read_text_interactions
+
+    if source != "text":
+        return read_interactions(args.input, format=source, delimiter=args.delimiter, header=args.header,
+                                 columns=_columns(args.columns))
+    given = [flag for flag, value in (("--delimiter", args.delimiter), ("--header", args.header),
+                                      ("--columns", args.columns)) if value is not None]
+    if given:
+        raise UsageError(f"{args.input} is DSSTNE text ('sample<TAB>feature[,value]:...'), which has no columns to "
+                         f"choose: leave out {', '.join(given)} (or give --from csv to read it as a table)")
+    for flag, asked, needs in (("--min-rating", args.min_rating is not None, "rating"),
+                               ("--split time", args.split == "time", "timestamp")):
+        if asked and args.values != needs:
+            raise UsageError(f"{flag} on DSSTNE text ({args.input}) reads the text's values as {needs}s: add "
+                             f"--values {needs}")
+    return read_text_interactions(args.input, values=args.values)
 
 
 def _from_netcdf(args: argparse.Namespace, to: str) -> int:

@@ -99,7 +99,9 @@ def _from_network(args):
     from destiny.cli.predict import load_for_recommending
     from destiny.predict.evaluate import evaluate_lists, read_held_out_netcdf, read_held_out_text
     from destiny.predict.filters import seen_items
+    from destiny.cli.console import console
     from destiny.predict.recommend import iter_recommendations, popularity
+    from destiny.progress import Progress
 
     network, layer, width, output, inp, filters = load_for_recommending(args)
     if _is_netcdf(args.held_out):
@@ -110,11 +112,13 @@ def _from_network(args):
                                   drop_unknown=args.drop_unknown)
     k = max(args.k)
     items = np.full((inp.n_examples, k), -1, dtype=np.int64)
-    for rows, _, found in iter_recommendations(network, inp.datasets, k, exclude=filters.seen,
-                                               include_only=filters.allowed, layer=layer.name,
-                                               batch_size=args.batch_size, chunk=args.chunk, device=network.device,
-                                               method=args.top_k_method):
-        items[rows] = found
+    with Progress(inp.n_examples, "Scoring", unit="samples", console=lambda: console(stderr=True)) as progress:
+        for rows, _, found in iter_recommendations(network, inp.datasets, k, exclude=filters.seen,
+                                                   include_only=filters.allowed, layer=layer.name,
+                                                   batch_size=args.batch_size, chunk=args.chunk,
+                                                   device=network.device, method=args.top_k_method):
+            items[rows] = found
+            progress.advance(len(found))
     catalogue = int(output.labelled(width).sum())
     result = evaluate_lists(items, held, args.k, catalogue, threshold=args.threshold,
                             source=f"network {args.network}", held_out=args.held_out)

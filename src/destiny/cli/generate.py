@@ -128,6 +128,21 @@ def _run_npz(args: argparse.Namespace, say) -> int:
     return 0
 
 
+def _check_text_input(path: str) -> None:
+    """A NetCDF or Parquet file given to -i is named with what reads it."""
+    from destiny.errors import UsageError
+    from destiny.io.inputs import file_kind
+
+    kind = file_kind(path)
+    if kind is not None and kind.startswith("NetCDF"):
+        raise UsageError(f"-i {path} is a {kind}, and -i reads DSSTNE text: it is a dataset already (give it to "
+                         f"destiny train -i/-o or predict --input-nc), or turn it into text with destiny convert {path} "
+                         "-o OUT.txt")
+    if kind is not None:
+        raise UsageError(f"-i {path} is a {kind}, and -i reads DSSTNE text: give it with --from-parquet FILE.parquet "
+                         "--user-column COLUMN --item-column COLUMN instead")
+
+
 def run(args: argparse.Namespace) -> int:
     from destiny.cli.console import console
     from destiny.data.generate import generate_netcdf
@@ -144,16 +159,24 @@ def run(args: argparse.Namespace) -> int:
 
         raise UsageError(f"text data needs {', '.join(missing)} (-i INPUT -d NAME -f FEATURE_INDEX -s SAMPLE_INDEX), "
                          "or give --from-npz FILE.npz for images or --from-parquet FILE.parquet for interactions")
+    _check_text_input(args.input)
     mode = "create" if args.create else "merge" if args.merge else "fixed"
     report = generate_netcdf(args.input, args.output, args.dataset, args.features, args.samples,
                              features=mode, analog=args.type == "analog", exact_width=args.exact_width,
                              value_type=args.value_type)
     values = "indicator" if report.value_dtype is None else f"analog, {report.value_dtype} values"
-    say(f"{args.input}: {report.n_examples:,} samples, {report.nnz:,} datapoints, "
-              f"{report.n_features:,} features ({values})")
+    say(f"{args.input}: {report.samples_read:,} samples, {report.nnz:,} datapoints, "
+        f"{report.features_read:,} features ({values})")
+    if report.n_examples != report.samples_read:  # rows follow the samples index
+        absent = report.n_examples - report.samples_read
+        say(f"{report.n_examples:,} rows, one for each sample of the samples index {args.samples}: the {absent:,} "
+            f"not in {args.input} {'has an empty row' if absent == 1 else 'have empty rows'}")
+    if report.features_read != report.n_features:
+        say(f"{report.n_features:,} features in the features index {args.features}, "
+            f"{report.n_features - report.features_read:,} of them not in {args.input}")
     if report.width != report.n_features:
         say(f"Width {report.width:,}: {report.n_features:,} features rounded up to a multiple of 128 "
-                  "(--exact-width keeps the exact count)")
+            "(--exact-width keeps the exact count)")
     say(f"Wrote {args.output} (dataset '{args.dataset}')")
     for wrote, path, added, what in ((report.wrote_features, args.features, report.features_added, "features"),
                                      (report.wrote_samples, args.samples, report.samples_added, "samples")):

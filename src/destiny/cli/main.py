@@ -23,6 +23,7 @@ COMMANDS = (
     "evaluate",
     "encode",
     "fingerprint",
+    "import",
     "quickstart",
     "plot",
     "tune",
@@ -30,7 +31,9 @@ COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from destiny.cli.parser import Parser
+
+    parser = Parser(
         prog="destiny",
         description="Deep learning on large sparse data (DSSTNE-compatible).",
     )

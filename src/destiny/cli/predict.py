@@ -9,6 +9,7 @@ writes the recommendations and prints."""
 from __future__ import annotations
 
 import argparse
+import os
 
 from destiny.errors import UsageError
 
@@ -109,8 +110,33 @@ def check_common(args: argparse.Namespace) -> None:
                          "them, not both")
     if args.input is None and args.input_nc is None:
         raise UsageError("give the samples to score with -r INPUT.txt (and -i FEATURES_INPUT) or --input-nc INPUT.nc")
+    _check_input_kinds(args)
     if args.input is not None and args.input_index is None:
         raise UsageError("-r needs -i FEATURES_INPUT: the index that maps the text's features to input columns")
+
+
+def _check_input_kinds(args: argparse.Namespace) -> None:
+    """A NetCDF dataset given to -r, or DSSTNE text to --input-nc, is named with the flag that
+    reads it (instead of a parse error on its first line)."""
+    from destiny.data.text import looks_like_text
+    from destiny.io.inputs import file_kind
+
+    kind = file_kind(args.input) if args.input is not None else None
+    if kind is not None and kind.startswith("NetCDF"):
+        raise UsageError(f"-r {args.input} is a {kind}, and -r reads DSSTNE text ('sample<TAB>feature:...'): give a "
+                         f"NetCDF dataset with --input-nc {args.input} instead (--samples SAMPLES_INDEX labels its rows)")
+    if kind is not None:
+        raise UsageError(f"-r {args.input} is a {kind}, and -r reads DSSTNE text ('sample<TAB>feature:...'); make a "
+                         "NetCDF dataset of it with destiny generate --from-parquet and give that with --input-nc")
+    filter_kind = file_kind(args.filter) if getattr(args, "filter", None) is not None else None
+    if filter_kind is not None:
+        raise UsageError(f"-f {args.filter} is a {filter_kind}, and -f reads a DSSTNE samples filter as text "
+                         f"('sample<TAB>item:...'): write it as text first (destiny convert {args.filter} -o "
+                         "FILTER.txt, with -f/-s index files for its labels)")
+    if args.input_nc is not None and file_kind(args.input_nc) is None and os.path.isfile(args.input_nc) \
+            and looks_like_text(args.input_nc):
+        raise UsageError(f"--input-nc {args.input_nc} is DSSTNE text, and --input-nc reads a NetCDF dataset: give the "
+                         f"text with -r {args.input_nc} -i FEATURES_INPUT instead")
 
 
 def load_input(args: argparse.Namespace, network, say=None):
@@ -189,6 +215,7 @@ def _predict(args: argparse.Namespace, world) -> int:
     from destiny.cli.console import console
     from destiny.predict.recommend import iter_recommendations
     from destiny.predict.writers import RecsWriter
+    from destiny.progress import Progress
 
     network, layer, width, output, inp, filters = load_for_recommending(args, world)
     if world.is_root and args.format != "parquet":  # at least "item,0.123:" a recommendation
@@ -203,9 +230,12 @@ def _predict(args: argparse.Namespace, world) -> int:
         for _ in batches:
             pass
         return 0
-    with RecsWriter(args.recs, args.format, output.label_array(width), args.score_format) as writer:
+    progress = Progress(inp.n_examples, "Scoring", unit="samples", enabled=not args.quiet,
+                        console=lambda: console(stderr=True))
+    with RecsWriter(args.recs, args.format, output.label_array(width), args.score_format) as writer, progress:
         for rows, scores, items in batches:
             writer.write(inp.labels[rows], scores, items)
+            progress.advance(len(scores))
     if not args.quiet:
         say = functools.partial(console().print, markup=False, highlight=False)
         short = writer.rows * args.k - writer.written

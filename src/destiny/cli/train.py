@@ -89,6 +89,10 @@ def register(subparsers) -> None:
                         "of the learning rate (costs a forward pass a minibatch; off by default)")
     p.add_argument("--history", metavar="FILE.json",
                    help="write the per-epoch errors to FILE.json after every epoch (for destiny plot)")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="also write the training curves (training and validation loss, ranking metrics, learning "
+                        "rate, per epoch) as TensorBoard event files in DIR (tensorboard --logdir DIR); needs pip "
+                        "install destiny[tensorboard]")
     p.add_argument("--force", action="store_true", help="overwrite NETWORK if it exists (DSSTNE refuses)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_memory_arguments(p)
@@ -289,6 +293,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--epochs and --batch-size must be positive integers")
     check_validation_options(args)
     check_fault_options(args)
+    if args.tensorboard:  # before any data are read: a file in the way, or tensorboard not installed
+        from destiny.train.tensorboard import check_log_dir, summary_writer_class
+
+        check_log_dir(args.tensorboard, "--tensorboard")
+        summary_writer_class()
     if os.path.exists(args.network) and not args.force:
         raise UsageError(f"{args.network} exists; DSSTNE's train refuses to overwrite a network, and so does "
                          "Destiny: remove it, name another file, or pass --force")
@@ -376,8 +385,18 @@ def _train(args: argparse.Namespace, world) -> int:
         if resumed is not None and os.path.exists(args.history):  # keep the epochs before the checkpoint
             trainer.history = [e for e in read_history(args.history).epochs if e.get("epoch", 0) <= trainer.epoch]
         trainer.callbacks.append(history_callback(args.history, {"config": args.config, "network_file": args.network}))
-    with writer.on_divergence(args.network, resumed[0] if resumed is not None else None):
-        trainer.fit(datasets, args.epochs - trainer.epoch, validation)
+    board = None
+    if args.tensorboard and world.is_root:
+        from destiny.train.tensorboard import TensorBoardLogger
+
+        board = TensorBoardLogger(args.tensorboard, what="--tensorboard")
+        trainer.callbacks.append(board)
+    try:
+        with writer.on_divergence(args.network, resumed[0] if resumed is not None else None):
+            trainer.fit(datasets, args.epochs - trainer.epoch, validation)
+    finally:
+        if board is not None:
+            board.close()
     info, _ = trainer_state(trainer, optimizer_state=False)
     if trainer.stopping is not None and trainer.best_epoch is not None:
         s = trainer.stopping

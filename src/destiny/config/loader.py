@@ -21,7 +21,7 @@ from destiny.config.enums import LayerKind, LayerType
 from destiny.config.fields import Place, describe
 from destiny.config.schema import LayerConfig, NetworkConfig
 from destiny.errors import ConfigError
-from destiny.io.inputs import open_input
+from destiny.io.inputs import binary_kind, open_input
 from destiny.io.limits import MAX_JSON_BYTES, json_too_big, json_too_deep
 
 
@@ -45,21 +45,12 @@ def load_config(path: str | os.PathLike) -> NetworkConfig:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        kind = _binary_kind(raw)
+        kind = binary_kind(raw)
         if kind:
             raise ConfigError(f"{path}: a {kind}, not a network's JSON description; give the JSON config "
                               "(the file read by destiny train -c)") from None
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8 JSON") from None
     return loads_config(text, source=path)
-
-
-def _binary_kind(head: bytes) -> str | None:
-    """What a binary file is by its first bytes: NetCDF (classic or HDF5-based) or Parquet."""
-    if head[:3] == b"CDF" or head[:8] == b"\x89HDF\r\n\x1a\n":
-        return "NetCDF file (a dataset or a trained network)"
-    if head[:4] == b"PAR1":
-        return "Parquet file"
-    return None
 
 
 def loads_config(text: str, source: str = "<string>") -> NetworkConfig:

@@ -166,6 +166,40 @@ def _textual(text: str, delimiter: str, skip: int, positions: dict[str, int], pa
     return Interactions(users, items, ratings, timestamps)
 
 
+def read_text_interactions(path: str | os.PathLike, *, values: str = "none") -> Interactions:
+    """DSSTNE text (``sample<TAB>feature[,value]:...``, a file or a directory of them) as
+    interactions: each datapoint is one (sample, feature) pair, labels as in the text. values:
+    "none" ignores the text's values (indicator); "rating" reads them as ratings, "timestamp" as
+    integer timestamps (DSSTNE's MovieLens sample stores timestamps)."""
+    from destiny.data.text import read_text
+
+    if values not in VALUES:
+        raise ValueError(f"values must be one of {VALUES}, not {values!r}")
+    data = read_text(path, analog=values != "none")
+    dataset = data.dataset
+    samples = _labels([label.decode("utf-8", "surrogateescape") for label in _by_index(data.sample_index)])
+    features = _labels([label.decode("utf-8", "surrogateescape") for label in _by_index(data.feature_index)])
+    users = np.repeat(samples, np.diff(dataset.offsets))
+    items = features[dataset.indices]
+    ratings = timestamps = None
+    if values == "rating":
+        ratings = dataset.values.astype(np.float64)
+    elif values == "timestamp":
+        timestamps = dataset.values.astype(np.int64)
+        if not np.array_equal(timestamps, dataset.values):
+            raise DataError(f"{path}: --values timestamp reads the values as integer timestamps, but some are "
+                            "fractional; use --values rating")
+    return Interactions(users, items, ratings, timestamps)
+
+
+def _by_index(index: dict[bytes, int]) -> list[bytes]:
+    """The labels of a fresh index (numbered 0, 1, … in first-appearance order), by number."""
+    labels = [b""] * len(index)
+    for label, i in index.items():
+        labels[i] = label
+    return labels
+
+
 def _labels(values: list[str]) -> np.ndarray:
     labels = np.array(values, dtype=str)
     try:

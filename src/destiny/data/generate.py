@@ -19,6 +19,8 @@ import os
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
+
 from destiny.data.index import read_index_raw, write_index
 from destiny.data.layout import round_up_128
 from destiny.data.netcdf_write import write_netcdf
@@ -33,7 +35,7 @@ FEATURE_MODES = ("fixed", "create", "merge")
 class GenerateReport:
     """What ``generate_netcdf`` read and wrote."""
 
-    n_examples: int
+    n_examples: int  # rows: one for each number of the samples index (samples absent from the text: empty)
     nnz: int
     n_features: int  # features in the index: the true width
     width: int  # as written
@@ -44,6 +46,8 @@ class GenerateReport:
     repeated_samples: int
     wrote_features: bool
     wrote_samples: bool
+    samples_read: int = 0  # distinct samples in the text
+    features_read: int = 0  # distinct features of the index in the text
 
 
 def generate_netcdf(input_path: str | os.PathLike, output_path: str | os.PathLike, name: str,
@@ -90,4 +94,5 @@ def generate_netcdf(input_path: str | os.PathLike, output_path: str | os.PathLik
     return GenerateReport(dataset.n_examples, dataset.nnz, n_features, width,
                           None if dataset.values is None else str(dataset.values.dtype),
                           data.features_added, data.samples_added, data.dropped, data.repeated_samples,
-                          wrote_features, wrote_samples)
+                          wrote_features, wrote_samples, data.samples_read,
+                          int(np.count_nonzero(np.bincount(dataset.indices, minlength=n_features))))

@@ -39,7 +39,7 @@ from destiny.data.dataset import SparseDataset, exact_values
 from destiny.data.index import ENCODING, labels_by_index, show_label
 from destiny.errors import DataError, DataWarning
 from destiny.io.atomic import Staged, atomic_open
-from destiny.io.inputs import open_text_input
+from destiny.io.inputs import file_kind, open_text_input
 
 _NOT_SEPARATORS = bytes(b for b in range(256) if b not in b",:")
 _SPACE = re.compile(rb"[ \v\f\r]")  # whitespace a label may carry by accident (a TAB is the separator)
@@ -73,6 +73,7 @@ class TextData:
     samples_added: int = 0
     dropped: int = 0  # datapoints whose feature is not in a fixed index
     repeated_samples: int = 0  # lines overridden by a later line of the same sample
+    samples_read: int = 0  # distinct samples in the text (the rows follow the samples index: maybe more)
 
     @property
     def features(self) -> dict[str, int]:
@@ -120,6 +121,9 @@ class _Parser:
         self.trimmed: dict[str, tuple[int, bytes, int]] = {}  # path → (first line, its label, labels trimmed)
 
     def parse_file(self, path: str) -> None:
+        kind = file_kind(path)
+        if kind is not None:  # else its first bytes would be "no TAB after the sample label"
+            raise DataError(f"{path}: a {kind}, not DSSTNE text ('sample<TAB>feature[,value]:feature[,value]:...')")
         self.files.append((len(self.counts), path))
         with open_text_input(path) as stream:
             for lineno, line in enumerate(stream, 1):
@@ -262,6 +266,31 @@ class _Parser:
             self._slow(line.partition(b"\t")[2], path, lineno)  # raises with the datapoint
 
 
+_DATAPOINT = rb"[^\t:,]+(?:,[^\t:,]*)?"
+_TEXT_LINE = re.compile(rb"[^\t]+\t" + _DATAPOINT + rb"(?::" + _DATAPOINT + rb")*:?")
+SNIFF_BYTES = 1 << 20
+
+
+def looks_like_text(path: str | os.PathLike, lines: int = 20) -> bool:
+    """Whether a file reads as DSSTNE text rather than a table: its first ``lines`` lines (in
+    its first MiB) are each 'sample<TAB>feature[,value]:...' with one TAB, and some line has a
+    ':' or ',' after it (a two-column 'user<TAB>item' table reads the same either way)."""
+    try:
+        with open_text_input(path) as stream:
+            head = stream.read(SNIFF_BYTES)
+    except (OSError, ValueError):
+        return False
+    rows = [row.rstrip(b"\r") for row in head.split(b"\n")]
+    if len(head) == SNIFF_BYTES and len(rows) > 1:
+        rows = rows[:-1]  # the last line is cut short
+    elif len(head) == SNIFF_BYTES:
+        rows = [rows[0].rpartition(b":")[0] or rows[0]]  # one long line: up to its last whole datapoint
+    rows = [row for row in rows if row.strip()][:lines]
+    if not rows or not all(_TEXT_LINE.fullmatch(row) for row in rows):
+        return False
+    return any(b":" in row.partition(b"\t")[2] or b"," in row.partition(b"\t")[2] for row in rows)
+
+
 def read_text(path: str | os.PathLike, *, name: str = "input", analog: bool = False,
               features: Mapping | None = None, samples: Mapping | None = None, add_features: bool = True,
               width: int | None = None, value_type: str = "auto", duplicates: str = "merge") -> TextData:
@@ -314,7 +343,7 @@ def read_text(path: str | os.PathLike, *, name: str = "input", analog: bool = Fa
         warnings.warn(f"{path}: merged {merged:,} features listed twice within a sample "
                       f"({'values summed' if analog else 'one entry kept'})", DataWarning, stacklevel=2)
     return TextData(dataset, features_map.map, samples_map.map, features_map.added, samples_map.added,
-                    parser.dropped, repeated)
+                    parser.dropped, repeated, len(parser.counts) - repeated)
 
 
 def _reject_duplicates(path, dataset: SparseDataset, features: dict[bytes, int], samples: dict[bytes, int]) -> None:

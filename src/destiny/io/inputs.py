@@ -62,6 +62,27 @@ def open_text_input(path: str | os.PathLike) -> BinaryIO:
     return stream
 
 
+def binary_kind(head: bytes) -> str | None:
+    """What a binary file is by its first bytes (8 are enough): NetCDF (classic or HDF5-based)
+    or Parquet; None for anything else."""
+    if head[:3] == b"CDF" or head[:8] == b"\x89HDF\r\n\x1a\n":
+        return "NetCDF file (a dataset or a trained network)"
+    if head[:4] == b"PAR1":
+        return "Parquet file"
+    return None
+
+
+def file_kind(path: str | os.PathLike) -> str | None:
+    """``binary_kind`` of a regular file's first bytes; None for other files and unreadable paths."""
+    try:
+        if not os.path.isfile(path):
+            return None
+        with open(path, "rb") as stream:
+            return binary_kind(stream.read(8))
+    except (OSError, ValueError):
+        return None
+
+
 def strip_bom(data: bytes) -> bytes:
     """``data`` (a whole file's bytes) without a leading UTF-8 byte-order mark."""
     return data[len(BOM):] if data.startswith(BOM) else data

@@ -104,8 +104,9 @@ class NetworkFile:
 # Writing
 
 
-def write_network(path: str | os.PathLike, network: NetworkFile) -> None:
-    """Write ``network`` to ``path`` in DSSTNE's layout, atomically (whole or not at all).
+def write_network(path: str | os.PathLike, network: NetworkFile, *, stage=None) -> None:
+    """Write ``network`` to ``path`` in DSSTNE's layout, atomically (whole or not at all; with
+    ``stage``, an ``io.atomic.staged`` set: renamed into place with the set's other files).
 
     UsageError when the arrays do not fit the config (names, shapes, missing batch norm, bad
     extras or info keys); the file is not touched then.
@@ -118,7 +119,7 @@ def write_network(path: str | os.PathLike, network: NetworkFile) -> None:
     attrs = encode_network(network.config, dims, specs, [w.locked for w in network.weights])
     info = _encode_info(network.info)
     extras = _encode_extras(network.extras)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, stage=stage) as tmp:
         ds = netCDF4.Dataset(tmp, "w", format="NETCDF4")
         try:
             for name, value in attrs.items():

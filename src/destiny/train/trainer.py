@@ -36,6 +36,7 @@ from destiny.nn.network import Network
 from destiny.ops.functional import use_kernels
 from destiny.ops.random import stream_seed
 from destiny.parallel import World, all_reduce, sum_float
+from destiny.progress import Progress
 from destiny.errors import NumericalError
 from destiny.io.storable import check_seed
 from destiny.train import guards  # hyperparameters in range, data with examples, a resumed run's own data
@@ -98,8 +99,10 @@ class Trainer:
     improvement before ``fit`` stops (None: never early); restore_best: put the best validated
     epoch's weights back when ``fit`` ends (``destiny.train.stopping``: costs a copy of the
     network). ``stopping`` holds that state (None without validator, monitor or patience).
-    console: the rich Console (or a function returning one) the progress bar draws on
-    (default: one on stderr).
+    progress: show the progress of each epoch (``destiny.progress``): a live bar on a terminal,
+    else a line every 10 s (examples done, examples/s, running loss) — in logs and notebooks too.
+    console: the rich Console (or a function returning one) the bar draws on and the lines go
+    to (default: stderr).
     """
 
     def __init__(self, network: Network, optimizer: Optimizer | str = Optimizer.SGD,
@@ -284,8 +287,8 @@ class Trainer:
         if self.brake is not None and not first:
             self.brake.restart()
         started = time.perf_counter()
-        with _Progress(self.progress, n, f"Epoch {epoch}", show_loss=not self.world.parallel,
-                       console=self.console) as bar:
+        progress = Progress(n, f"Epoch {epoch}", enabled=self.progress, console=self.console)
+        with progress.start_at(first * self.batch_size) as bar:
             for step, start in enumerate(range(first * self.batch_size, n, self.batch_size), first):
                 examples = order[start:start + self.batch_size]
                 if self.brake is None:
@@ -293,7 +296,10 @@ class Trainer:
                 else:
                     self._braked_step(runner, binding, examples, epoch, step)
                 watch.after(step)
-                bar.advance(examples.size, total, start + examples.size)
+                seen = start + examples.size
+                # model parallel: a rank holds only its part of the loss (summed at the epoch's end)
+                bar.advance(examples.size, **({} if self.world.parallel else
+                                              {"loss": lambda: f"{float(total) / seen:.5g}"}))  # host sync
                 self.batches_done = step + 1
                 for callback in self.batch_callbacks:
                     callback(self, epoch, step + 1)
@@ -425,51 +431,6 @@ class _NanWatch:
             self.checked = last + 1
             return
         raise diagnose(self.trainer, self.binding, self.order, self.epoch, (min(self.checked, last), last), None)
-
-
-class _Progress:
-    """A progress bar on the terminal (examples, examples/s, running loss), or nothing."""
-
-    def __init__(self, enabled: bool, total: int, label: str, show_loss: bool = True, console=None):
-        self.enabled, self.total, self.label, self.show_loss = enabled, total, label, show_loss
-        self.console = console  # a rich Console, a function returning one, or None (stderr)
-        self._last = 0.0
-
-    def __enter__(self):
-        import sys
-
-        self.enabled = self.enabled and sys.stderr.isatty()  # no bar in logs and pipes
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            from rich.console import Console
-
-            console = self.console() if callable(self.console) else self.console
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("{task.fields[rate]} ex/s  loss {task.fields[loss]}"),
-                                      TimeRemainingColumn(), console=console or Console(stderr=True, highlight=False),
-                                      transient=True)
-            self._progress.__enter__()
-            self._task = self._progress.add_task(self.label, total=self.total, rate="-", loss="-")
-            self._start = time.perf_counter()
-        return self
-
-    def advance(self, count: int, loss_sum: torch.Tensor, seen: int) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        fields = {}
-        if now - self._last > 0.5 or seen == self.total:  # a host sync at most twice a second
-            self._last = now
-            fields = {"rate": f"{seen / max(now - self._start, 1e-9):,.0f}",
-                      # model parallel: a rank holds only its part of the loss (summed at the epoch's end)
-                      "loss": f"{float(loss_sum) / seen:.5g}" if self.show_loss else "-"}
-        self._progress.update(self._task, advance=count, **fields)
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self._progress.__exit__(*exc)
-        return False
 
 
 def _stopping(validator, monitor, patience, restore_best):

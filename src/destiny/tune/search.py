@@ -63,7 +63,8 @@ def tune(train, validation, *, budget_s: float, device: str | Sequence[str] | No
     it scores within this many standard errors (over the validation users) of that trial; None
     or 0: the highest score wins. pruner: True
     (Optuna's MedianPruner on the monitored metric), False (none) or an Optuna pruner.
-    precision: every trial's matrix precision. progress: the live table (None: on a terminal).
+    precision: every trial's matrix precision. progress: None or True: the live table on a
+    terminal, a line a trial elsewhere (a log, a notebook: ``destiny.tune.table``); False: nothing.
     """
     optuna = _optuna()
     clock = Clock(_positive(budget_s, "budget_s"))

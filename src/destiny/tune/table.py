@@ -1,13 +1,17 @@
 """The live table of ``destiny.tune``: one row a trial (number, recipe, key parameters,
 epochs, NDCG@100, P@10, seconds, best so far), redrawn as trials start, report and end.
 
-Drawn with rich on stderr, only when asked (``progress=True``) or when stderr is a terminal
-(``progress=None``); otherwise every method does nothing.
+Shown when asked (``progress=True``) or by default (``progress=None``); ``progress=False``
+shows nothing. On a terminal the table is redrawn live (rich, on stderr); anywhere else (a log,
+a pipe, CI, a notebook) each trial's end is a line, a trial starting or validating an epoch is a
+line when nothing was printed for 10 s (``destiny.progress.line_interval``), and the final
+table is printed at the end.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 
 _STATE = {"COMPLETE": "", "PRUNED": " (pruned)", "FAIL": " (failed)"}
 _SHORT = {"hidden": "H", "latent": "L", "dropout": "p", "denoising": "p", "beta": "β", "anneal_epochs": "anneal",
@@ -27,43 +31,58 @@ def short(values: dict) -> str:
 class TrialTable:
     """Rows of trials, redrawn in a rich ``Live`` display while the search runs."""
 
-    def __init__(self, progress: bool | None, monitor: str = "ndcg@100", console=None, max_rows: int = 30):
-        self.enabled = sys.stderr.isatty() if progress is None else bool(progress)
+    def __init__(self, progress: bool | None, monitor: str = "ndcg@100", console=None, max_rows: int = 30,
+                 every: float | None = None, clock=time.perf_counter):
+        self.enabled = progress is None or bool(progress)
         self.monitor, self.max_rows = monitor, max_rows
         self.rows: dict[int, dict] = {}
         self.best: float | None = None
         self._console = console
         self._live = None
+        self._lines = None  # the console lines go to, off a terminal
+        self.every, self.clock = every, clock
 
     def __enter__(self) -> "TrialTable":
         if self.enabled:
             from rich.console import Console
-            from rich.live import Live
 
             console = self._console or Console(stderr=True, highlight=False)
-            self._live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
-            self._live.__enter__()
+            if console.is_terminal:
+                from rich.live import Live
+
+                self._live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
+                self._live.__enter__()
+            else:
+                from destiny.progress import line_interval
+
+                self._lines, self._last = console, float("-inf")  # the first event is a line
+                self.every = line_interval() if self.every is None else self.every
         return self
 
     def __exit__(self, *exc) -> bool:
         if self._live is not None:
             self._live.update(self._render())
             self._live.__exit__(*exc)
-            if not self._live.console.is_terminal:  # Live leaves its last line open there
-                self._live.console.line()
             self._live = None
+        if self._lines is not None:
+            if self.rows:
+                self._lines.print(self._render())
+            self._lines = None
         return False
 
     def start(self, number: int, recipe: str, values: dict, device: str = "") -> None:
         self.rows[number] = {"recipe": recipe, "params": short(values), "epochs": "", "value": None,
                              "p10": None, "seconds": None, "state": "running", "device": device}
         self._refresh()
+        self._say(f"trial {number}: {recipe} ({self.rows[number]['params']}) started"
+                  + (f" on {device}" if device else ""), always=False)
 
     def epoch(self, number: int, epoch: int, value: float) -> None:
         row = self.rows.get(number)
         if row is not None:
             row["epochs"], row["value"] = str(epoch), value if row["value"] is None else max(row["value"], value)
             self._refresh()
+            self._say(f"trial {number}: {row['recipe']}, epoch {epoch}, {self.monitor} {value:.4f}", always=False)
 
     def finish(self, outcome) -> None:
         row = self.rows.setdefault(outcome.number, {"recipe": outcome.recipe, "params": short(outcome.params),
@@ -75,6 +94,22 @@ class TrialTable:
             self.best = outcome.value
         row["best"] = self.best
         self._refresh()
+        if self._lines is not None:
+            state = _STATE.get(outcome.state, f" ({outcome.state.lower()})")
+            value = "" if outcome.value is None else f", {self.monitor} {outcome.value:.4f}"
+            p10 = "" if row["p10"] is None else f", P@10 {row['p10']:.4f}"
+            best_so_far = "" if self.best is None else f"; best so far {self.best:.4f}"
+            self._say(f"trial {outcome.number}: {row['recipe']}{state} ({row['params']}){value}{p10}, epochs "
+                      f"{row['epochs']}, {outcome.seconds:.1f} s{best_so_far}", always=True)
+
+    def _say(self, text: str, always: bool) -> None:
+        """A line off a terminal: always, or when nothing was printed for ``every`` seconds."""
+        if self._lines is None:
+            return
+        now = self.clock()
+        if always or now - self._last >= self.every:
+            self._last = now
+            self._lines.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def _refresh(self) -> None:
         if self._live is not None:
