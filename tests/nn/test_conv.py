@@ -258,3 +258,23 @@ def test_count_parameters_includes_batch_norm_on_pooling_layers():
     counts = count_parameters(cfg, net.dims)
     assert counts["p"] == 2 * 4 * 4 * 4
     assert sum(counts.values()) == sum(p.numel() for p in net.parameters()) == 399
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 3, 3), (4, 2, 3, 5), (3, 2, 2, 3, 4), (4, 3, 5), (2, 2, 1, 1)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_torch_filters_is_the_permuted_view_forward_and_backward_bitwise(shape):
+    """The filters in torch's layout by an index_select (``conv.torch_filters``) equal the
+    permuted view, contiguous, and hand back the same gradient, contiguous in w's layout."""
+    from destiny.nn.conv import torch_filters, torch_weight
+
+    w = torch.randn(*shape, dtype=torch.float64)
+    w.view(-1)[0] = -0.0
+    got_w, want_w = w.clone().requires_grad_(), w.clone().requires_grad_()
+    got, want = torch_filters(got_w), torch_weight(want_w)
+    assert torch.equal(got, want) and got.is_contiguous()
+    g = torch.randn(*want.shape, dtype=torch.float64)
+    g.view(-1)[1] = -0.0
+    got.backward(g)
+    want.backward(g)
+    assert got_w.grad.is_contiguous()
+    assert torch.equal(got_w.grad.view(torch.int64), want_w.grad.contiguous().view(torch.int64))

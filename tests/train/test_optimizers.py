@@ -115,3 +115,23 @@ def test_first_sgd_step_of_a_tiny_network_by_hand():
     # w ← w − 0.1·(∂W + 0.01·w) = (0.5 − 0.1150 − 0.0005, 0.5 − 0.3150 − 0.0005); b ← 0.1 − 0.11
     torch.testing.assert_close(net.weights["w0"].detach().view(-1), torch.tensor([0.3845, 0.1845], dtype=torch.float64))
     assert float(net.biases["b0"]) == pytest.approx(-0.01)
+
+
+def test_adams_penalised_gradient_is_the_dsstne_form_bitwise():
+    """Adam's gradient + λw + λ₁·sign w equals −(−gradient − λw − λ₁·sign w), the form the
+    other optimizers use, bit for bit; a decoupled weight decay then shrinks w."""
+    gen = torch.Generator().manual_seed(0)
+    w0 = torch.randn(300, 7, generator=gen)
+    w0[:5] = 0.0
+    grad = torch.randn(300, 7, generator=gen) * 1e-3
+    for lam, lam1, wd in [(1e-4, 0.0, 0.0), (0.01, 1e-3, 0.0), (0.0, 1e-3, 0.05), (0.3, 0.0, 0.05)]:
+        w = w0.clone()
+        opt = DsstneOptimizer({"w": torch.nn.Parameter(w)}, Optimizer.ADAM,
+                              Hyperparameters(alpha=0.1, lam=lam, lam1=lam1, weight_decay=wd))
+        g = -grad
+        if lam:
+            g = g - lam * w0
+        if lam1:
+            g = g - lam1 * torch.sign(w0)
+        assert torch.equal(opt._penalised(w, grad, 0.1).view(torch.int32), (-g).view(torch.int32))
+        assert torch.equal(w, w0 * (1.0 - 0.1 * wd) if wd else w0)

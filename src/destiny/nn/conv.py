@@ -39,6 +39,7 @@ Layers (reference/dsstne.md §1.8):
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Mapping
@@ -115,6 +116,38 @@ def torch_weight(w: torch.Tensor) -> torch.Tensor:
     return w.permute(0, 1, *range(w.dim() - 1, 1, -1))
 
 
+class _TorchFilters(torch.autograd.Function):
+    """``torch_weight(w)`` as a contiguous copy, and its gradient in w's layout, contiguous: each
+    filter's positions permuted by an index_select over its out·in rows. Copying the permuted
+    view instead does not vectorise (innermost axes of 3): 120 µs against 45 for a
+    96 × 96 × 3 × 3 bank on 2 CPU threads, and autograd then copies the gradient that way again."""
+
+    @staticmethod
+    def forward(ctx, w, order, inverse):
+        ctx.save_for_backward(inverse)
+        ctx.shape = w.shape
+        rows = w.reshape(w.shape[0] * w.shape[1], -1)
+        return torch.index_select(rows, 1, order).view(*w.shape[:2], *reversed(w.shape[2:]))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inverse,) = ctx.saved_tensors
+        rows = grad.reshape(ctx.shape[0] * ctx.shape[1], -1)
+        return torch.index_select(rows, 1, inverse).view(ctx.shape), None, None
+
+
+def torch_filters(w: torch.Tensor) -> torch.Tensor:
+    """``torch_weight(w)``, contiguous, differentiable (``_TorchFilters``)."""
+    kernel = tuple(w.shape[2:])
+    if len(kernel) == 1:  # one spatial axis: the layouts agree
+        return w
+    strides = [math.prod(kernel[d + 1:]) for d in range(len(kernel))]  # of w's (kx, ky[, kz])
+    order = [sum(i * s for i, s in zip(reversed(at), strides))  # w's position of each of torch's
+             for at in itertools.product(*(range(k) for k in reversed(kernel)))]
+    inverse = sorted(range(len(order)), key=order.__getitem__)
+    return _TorchFilters.apply(w, torch.tensor(order, device=w.device), torch.tensor(inverse, device=w.device))
+
+
 # -- plans: checked once when the network is built ------------------------------------------
 
 
@@ -184,8 +217,10 @@ def _check_same_units(layer: LayerConfig, srcs: Mapping[str, tuple[int, ...]], a
 
 
 def convolve(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, win: Window) -> torch.Tensor:
-    """conv(x) + bias: x (batch, units) flat, w (out, in, kx[, ky[, kz]]) → (batch, out units)."""
-    y = _CONV[len(win.kernel)](win.view(x), torch_weight(w), bias, **win.torch_args())
+    """conv(x) + bias: x (batch, units) flat, w (out, in, kx[, ky[, kz]]) → (batch, out units).
+    The filters are copied to torch's layout once (``torch_filters``): given the permuted view,
+    the CPU's forward and backward would each copy it themselves."""
+    y = _CONV[len(win.kernel)](win.view(x), torch_filters(w), bias, **win.torch_args())
     return win.crop(y)
 
 
@@ -294,4 +329,4 @@ def apply_weight_norm(w: torch.Tensor, limit: float) -> None:
 
 
 __all__ = ["Plan", "Window", "apply_weight_norm", "compare", "convolve", "fans", "layer_forward", "lrn",
-           "padding", "plan_layers", "pool", "torch_weight", "window"]
+           "padding", "plan_layers", "pool", "torch_filters", "torch_weight", "window"]

@@ -206,7 +206,10 @@ class StepRunner:
         with matmul_precision(t.precision):
             with autocast(t.precision, self.device, cache=False):
                 total, _ = net.loss(inputs, targets, noise, grad_scale=fold, updates=updates)
-            total.backward(fold if total.dtype == fold.dtype else fold.to(total.dtype))
+            if buf is None:  # autograd applies the seed: the same gradients, and backward(tensor) would
+                (total * fold).backward()  # import torch.fx's symbolic shapes (a second, once a process)
+            else:
+                total.backward(fold if total.dtype == fold.dtype else fold.to(total.dtype))
         t.optimizer.step()
         net.apply_weight_norms()
         t.optimizer.zero_grad()
