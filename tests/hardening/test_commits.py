@@ -22,6 +22,7 @@ from destiny.errors import ResourceError
 from destiny.io import atomic
 from destiny.train.trainer import Trainer
 from tests.hardening.helpers import train_args, write_problem
+from tests.hardening.test_outputs import fails
 
 TEXT = "u1\ti1:i2\nu2\ti3\n"
 
@@ -51,15 +52,6 @@ def no_training(monkeypatch):
     monkeypatch.setattr(Trainer, "fit", fit)
 
 
-def fails(argv, capsys, *expected) -> str:
-    capsys.readouterr()
-    status = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert status == 2, err
-    assert err.count("\n") == 1 and ": error: " in err, err
-    for text in expected:
-        assert text in err, err
-    return err
 
 
 # -- the files of one command: all or none ---------------------------------------------------

@@ -20,6 +20,7 @@ import argparse
 import difflib
 import re
 import sys
+from destiny.data.convert import _is_number  # a command-line token that is a number (a negative value, not a flag)
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9-]+\Z")
 
@@ -119,9 +120,3 @@ class Parser(argparse.ArgumentParser):
         self.error(f"unrecognized arguments: {' '.join(extras)} (see {self.prog} -h)")
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
